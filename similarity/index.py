@@ -1,0 +1,344 @@
+"""The saved trial index: trials, their feature vectors and a vector backend, behind a manifest.
+
+A directory given as ``--index DIR`` holds finished builds under ``DIR/builds/<id>/`` and a
+``DIR/CURRENT`` file naming the one in use. A build is written completely into a fresh build
+directory and only then does ``CURRENT`` switch to it (write to a temporary file, ``os.replace``):
+a crash mid-build leaves the previous index in use and untouched, and a half-written build
+is never picked up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import joblib
+import numpy as np
+from scipy import sparse
+
+from .backends import BackendName, VectorBackend, load_backend, make_backend
+from .exceptions import IndexMismatch, IndexNotFound, InvalidParameter, TrialNotFound
+from .featurize import DEFAULT_MODEL, StructuredFeaturizer, TextFeaturizer
+from .fields import (
+    DEFAULT_TEXT_FIELDS,
+    MULTI_VALUED_COLUMNS,
+    STRUCTURED_COLUMNS,
+    TextField,
+    concatenated_text,
+    structured_table,
+    text_table,
+)
+from .lexical import BM25Vectorizer
+from .loaders import trial_from_document
+from .trial import Trial
+
+__all__ = ["IndexConfig", "TrialIndex", "build_index", "FORMAT_VERSION"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+DEFAULT_FIELD_WEIGHTS: dict[str, float] = {
+    "title": 1.0,
+    "conditions": 1.0,
+    "interventions": 0.5,
+    "summary": 1.0,
+    "description": 0.5,
+    "criteria": 0.5,
+    "outcomes": 0.5,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexConfig:
+    """How an index is built. Everything here is part of the index's layout (see the manifest).
+
+    Args:
+        model: sentence-transformers model name or path.
+        text_fields: the fields embedded one by one (see :mod:`similarity.fields`).
+        field_weights: weight of each field in the trial vector that the backend searches.
+        max_chunks: chunks embedded per long field (1 = the model's window only).
+        chunk_words: words per chunk.
+        backend: vector backend (``auto``: exact FAISS below 200k trials, HNSW above).
+    """
+
+    model: str = DEFAULT_MODEL
+    text_fields: tuple[str, ...] = tuple(f.value for f in DEFAULT_TEXT_FIELDS)
+    field_weights: tuple[float, ...] | None = None
+    max_chunks: int = 1
+    chunk_words: int = 160
+    backend: BackendName = "auto"
+
+    def __post_init__(self):
+        fields = tuple(TextField(f).value for f in self.text_fields)
+        object.__setattr__(self, "text_fields", fields)
+        weights = self.field_weights
+        if weights is None:
+            weights = tuple(DEFAULT_FIELD_WEIGHTS[f] for f in fields)
+        if len(weights) != len(fields) or any(w < 0 for w in weights) or not sum(weights):
+            raise InvalidParameter(
+                f"field_weights must be {len(fields)} non-negative numbers, not all 0; got {weights}"
+            )
+        object.__setattr__(self, "field_weights", tuple(float(w) for w in weights))
+
+    def layout(self) -> dict[str, Any]:
+        """The settings a saved index must share with the code that reads it."""
+        return {
+            "model": self.model,
+            "text_fields": list(self.text_fields),
+            "max_chunks": self.max_chunks,
+            "chunk_words": self.chunk_words,
+        }
+
+
+def _trial_hash(trial: Trial) -> str:
+    record = trial.to_dict()
+    record.pop("source", None)
+    return hashlib.blake2b(json.dumps(record, sort_keys=True).encode(), digest_size=12).hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import faiss
+    import sentence_transformers
+    import sklearn
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "faiss": faiss.__version__,
+        "scikit-learn": sklearn.__version__,
+        "sentence-transformers": sentence_transformers.__version__,
+        "torch": torch.__version__,
+    }
+
+
+class TrialIndex:
+    """Trials with their field vectors, structured and lexical features, and a vector backend.
+
+    Row ``i`` of every array belongs to ``trials[i]``; the backend stores row numbers as ids.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: IndexConfig,
+        trials: Sequence[Trial],
+        field_vectors: np.ndarray,
+        structured: sparse.csr_matrix,
+        structured_featurizer: StructuredFeaturizer,
+        lexical: sparse.csr_matrix,
+        lexical_vectorizer: BM25Vectorizer,
+        backend: VectorBackend,
+        manifest: dict[str, Any],
+        path: Path | None = None,
+    ):
+        self.config = config
+        self.trials = list(trials)
+        self.field_vectors = field_vectors
+        self.structured = structured
+        self.structured_featurizer = structured_featurizer
+        self.lexical = lexical
+        self.lexical_vectorizer = lexical_vectorizer
+        self.backend = backend
+        self.manifest = manifest
+        self.path = path
+        self.rows = {t.nct_id: i for i, t in enumerate(self.trials)}
+        self._text_featurizer: TextFeaturizer | None = None
+
+    def __len__(self) -> int:
+        return len(self.trials)
+
+    def __contains__(self, nct_id: str) -> bool:
+        return nct_id in self.rows
+
+    def row(self, nct_id: str) -> int:
+        """The row of ``nct_id``; raises :class:`TrialNotFound` when the index lacks it."""
+        try:
+            return self.rows[nct_id]
+        except KeyError:
+            raise TrialNotFound(nct_id) from None
+
+    def trial(self, nct_id: str) -> Trial:
+        return self.trials[self.row(nct_id)]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    def text_featurizer(self, cache_dir: str | None = None) -> TextFeaturizer:
+        """The index's text featurizer, its model loaded on first use (for documents not indexed)."""
+        if self._text_featurizer is None:
+            featurizer = TextFeaturizer(
+                self.config.model,
+                max_chunks=self.config.max_chunks,
+                chunk_words=self.config.chunk_words,
+                cache_dir=cache_dir,
+            )
+            self._text_featurizer = featurizer.fit(np.empty((1, len(self.config.text_fields)), dtype=object))
+        return self._text_featurizer
+
+    def trial_vectors(self, field_vectors: np.ndarray) -> np.ndarray:
+        """Combine per-field unit vectors ``(n, F, d)`` into one unit vector per trial."""
+        weights = np.asarray(self.config.field_weights, dtype=np.float32)
+        combined = np.einsum("nfd,f->nd", field_vectors.astype(np.float32), weights)
+        return combined / np.maximum(np.linalg.norm(combined, axis=1, keepdims=True), 1e-12)
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, path: str | Path, *, keep: int = 2) -> Path:
+        """Write the index under ``path`` atomically and make it current; returns the build dir.
+
+        Older builds beyond the ``keep`` most recent are deleted.
+        """
+        path = Path(path)
+        (path / "builds").mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{stamp}-", dir=path / "builds"))
+        with open(tmp / "trials.jsonl", "w", encoding="utf-8") as fh:
+            for trial in self.trials:
+                fh.write(json.dumps(trial.to_dict(), ensure_ascii=False) + "\n")
+        np.save(tmp / "field_vectors.npy", self.field_vectors)
+        sparse.save_npz(tmp / "structured.npz", self.structured)
+        sparse.save_npz(tmp / "lexical.npz", self.lexical)
+        joblib.dump(
+            {"structured": self.structured_featurizer, "lexical": self.lexical_vectorizer},
+            tmp / "encoders.joblib",
+        )
+        self.backend.save(tmp / "backend")
+        (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        final = path / "builds" / tmp.name.lstrip(".")
+        os.replace(tmp, final)
+        pointer = path / ".CURRENT.tmp"
+        pointer.write_text(final.name)
+        with open(pointer, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(pointer, path / "CURRENT")
+        self.path = final
+        builds = sorted(p for p in (path / "builds").iterdir() if p.is_dir() and not p.name.startswith("."))
+        for old in builds[:-keep]:
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    @classmethod
+    def load(cls, path: str | Path, *, expect: IndexConfig | None = None, mmap: bool = True) -> "TrialIndex":
+        """Load the current build under ``path``.
+
+        Raises:
+            IndexNotFound: no finished build is there.
+            IndexMismatch: the build has another format version, or another layout than ``expect``.
+        """
+        path = Path(path)
+        try:
+            build = path / "builds" / (path / "CURRENT").read_text().strip()
+        except OSError:
+            raise IndexNotFound(f"no index in {path} (build one with: related-trials build SOURCE --index {path})") from None
+        try:
+            manifest = json.loads((build / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise IndexMismatch(f"{build}: unreadable manifest ({exc})") from None
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexMismatch(
+                f"{path} has index format {manifest.get('format_version')}, this version reads "
+                f"{FORMAT_VERSION}: rebuild it with related-trials build"
+            )
+        config = IndexConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["config"].items()})
+        if expect is not None and expect.layout() != config.layout():
+            diff = {k: (v, expect.layout()[k]) for k, v in config.layout().items() if expect.layout()[k] != v}
+            raise IndexMismatch(
+                f"{path} was built with another layout: "
+                + "; ".join(f"{k} is {a!r}, expected {b!r}" for k, (a, b) in diff.items())
+            )
+        with open(build / "trials.jsonl", encoding="utf-8") as fh:
+            trials = [trial_from_document(json.loads(line), source=str(build)) for line in fh]
+        encoders = joblib.load(build / "encoders.joblib")
+        index = cls(
+            config=config,
+            trials=trials,
+            field_vectors=np.load(build / "field_vectors.npy", mmap_mode="r" if mmap else None),
+            structured=sparse.load_npz(build / "structured.npz").tocsr(),
+            structured_featurizer=encoders["structured"],
+            lexical=sparse.load_npz(build / "lexical.npz").tocsr(),
+            lexical_vectorizer=encoders["lexical"],
+            backend=load_backend(build / "backend"),
+            manifest=manifest,
+            path=build,
+        )
+        if len(index) != manifest["count"] or index.backend.count != manifest["count"]:
+            raise IndexMismatch(f"{build}: holds {len(index)} trials, manifest says {manifest['count']}")
+        return index
+
+
+def build_index(
+    trials: Sequence[Trial],
+    config: IndexConfig | None = None,
+    *,
+    cache_dir: str | None = None,
+    progress: bool = False,
+) -> TrialIndex:
+    """Featurize ``trials`` and put them in a new in-memory index (save it with ``.save``)."""
+    config = config or IndexConfig()
+    if not trials:
+        raise InvalidParameter("cannot build an index of zero trials")
+    ids = [t.nct_id for t in trials]
+    if len(set(ids)) != len(ids):
+        raise InvalidParameter("trials hold duplicate NCT IDs; load them with load_trials to dedupe")
+    started = dt.datetime.now(dt.timezone.utc)
+    texts = text_table(trials, config.text_fields)
+    featurizer = TextFeaturizer(
+        config.model,
+        max_chunks=config.max_chunks,
+        chunk_words=config.chunk_words,
+        cache_dir=cache_dir,
+        show_progress_bar=progress,
+    ).fit(texts)
+    n_fields = len(config.text_fields)
+    field_vectors = featurizer.transform(texts).reshape(len(trials), n_fields, featurizer.dim_)
+    structured_featurizer = StructuredFeaturizer(STRUCTURED_COLUMNS, MULTI_VALUED_COLUMNS)
+    structured = structured_featurizer.fit_transform(structured_table(trials))
+    lexical_vectorizer = BM25Vectorizer()
+    lexical = lexical_vectorizer.fit_transform([concatenated_text(t) for t in trials])
+    backend = make_backend(config.backend, featurizer.dim_, len(trials))
+    fingerprint = hashlib.sha256("\n".join(sorted(f"{t.nct_id}:{_trial_hash(t)}" for t in trials)).encode()).hexdigest()
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "config": dataclasses.asdict(config),
+        "model": config.model,
+        "dim": featurizer.dim_,
+        "normalized": True,
+        "text_fields": list(config.text_fields),
+        "structured_columns": list(STRUCTURED_COLUMNS),
+        "backend": backend.name,
+        "count": len(trials),
+        "fingerprint": fingerprint,
+        "built_at": started.isoformat(timespec="seconds"),
+        "build_seconds": None,
+        "versions": _versions(),
+    }
+    index = TrialIndex(
+        config=config,
+        trials=trials,
+        field_vectors=field_vectors.astype(np.float16),
+        structured=structured,
+        structured_featurizer=structured_featurizer,
+        lexical=lexical,
+        lexical_vectorizer=lexical_vectorizer,
+        backend=backend,
+        manifest=manifest,
+    )
+    backend.add(index.trial_vectors(field_vectors), np.arange(len(trials)))
+    manifest["build_seconds"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 2)
+    return index

@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--baselines", default="tfidf,bm25,dense", help="comma-separated baselines (default all)")
     evaluate.add_argument("--cache-dir", default=None, help="embedding cache directory (default DIR/cache)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    serve = sub.add_parser("serve", help="serve the HTTP JSON API and the embeddable widget")
+    serve.add_argument("--index", required=True, metavar="DIR")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                       help="allow this origin to call the API from a browser (repeatable; '*' for any)")
     return parser
 
 
@@ -187,7 +194,16 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
-_COMMANDS = {"build": _cmd_build, "related": _cmd_related, "evaluate": _cmd_evaluate}
+def _cmd_serve(args) -> int:
+    from .index import TrialIndex
+    from .service import serve
+
+    TrialIndex.load(args.index)  # fail fast with a one-line error before the server starts
+    serve(args.index, host=args.host, port=args.port, cors_origins=args.cors_origin)
+    return 0
+
+
+_COMMANDS = {"build": _cmd_build, "related": _cmd_related, "evaluate": _cmd_evaluate, "serve": _cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

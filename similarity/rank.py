@@ -24,7 +24,7 @@ from scipy import sparse
 from .exceptions import InvalidParameter
 from .fields import STRUCTURED_COLUMNS, attribute_sets, concatenated_text, structured_table, text_table
 from .index import TrialIndex
-from .trial import InterventionType, Phase, Status, StudyType, Trial
+from .trial import InterventionType, Phase, Status, StudyType, Trial, parse_phases
 
 __all__ = ["BlendWeights", "Filters", "RelatedTrial", "Ranker", "QueryFeatures"]
 
@@ -106,7 +106,7 @@ class Filters:
         """Build from strings in either registry spelling; raises InvalidParameter on unknown ones."""
         return cls(
             status=_parse_all(Status.parse, status),
-            phase=_parse_all(Phase.parse, phase),
+            phase=tuple(dict.fromkeys(p for v in phase or () for p in parse_phases(v) or ())),
             intervention_type=_parse_all(InterventionType.parse, intervention_type),
             study_type=_parse_all(StudyType.parse, study_type),
         )

@@ -28,7 +28,7 @@ def sample_trials():
             DATA / "apiv2-page.json",
             DATA / "csv-sample.csv",
             DATA / "flat-sample.jsonl",
-            DATA / "NCT02213705.json",
+            DATA.parent.parent / "data" / "seed" / "NCT02213705.json",
         ]
     )
 

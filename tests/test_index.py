@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pytest
+
+from similarity import IndexConfig, IndexMismatch, IndexNotFound, TrialIndex, TrialNotFound, build_index
+
+
+def test_manifest_describes_the_build(index, sample_trials):
+    m = index.manifest
+    assert m["model"] == "all-MiniLM-L6-v2" and m["dim"] == 384
+    assert m["count"] == len(sample_trials) == len(index)
+    assert m["text_fields"] == ["title", "conditions", "interventions", "summary"]
+    assert {"faiss", "numpy", "scikit-learn", "sentence-transformers", "torch"} <= set(m["versions"])
+    assert len(m["fingerprint"]) == 64 and m["built_at"]
+
+
+def test_loaded_index_holds_the_same_trials(index, sample_trials):
+    assert [t.nct_id for t in index.trials] == [t.nct_id for t in sample_trials]
+    assert index.trials == sample_trials
+    assert index.field_vectors.shape == (len(sample_trials), 4, 384)
+
+
+def test_unknown_nct_id(index):
+    with pytest.raises(TrialNotFound, match="'NCT99999999' is not in the index"):
+        index.row("NCT99999999")
+
+
+def test_mismatched_layout_fails_loudly(index_dir):
+    with pytest.raises(IndexMismatch, match="model is 'all-MiniLM-L6-v2', expected 'other-model'"):
+        TrialIndex.load(index_dir, expect=IndexConfig(model="other-model"))
+    with pytest.raises(IndexMismatch, match="text_fields"):
+        TrialIndex.load(index_dir, expect=IndexConfig(text_fields=("title",)))
+
+
+def test_missing_index(tmp_path):
+    with pytest.raises(IndexNotFound, match="no index in"):
+        TrialIndex.load(tmp_path)
+
+
+def test_other_format_version_fails_loudly(index_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(index_dir, copy)
+    build = copy / "builds" / (copy / "CURRENT").read_text()
+    manifest = json.loads((build / "manifest.json").read_text())
+    manifest["format_version"] = 999
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatch, match="index format 999"):
+        TrialIndex.load(copy)
+
+
+def test_save_switches_atomically_and_keeps_the_previous_build_on_failure(index, tmp_path, monkeypatch):
+    first = index.save(tmp_path / "idx")
+    assert (tmp_path / "idx" / "CURRENT").read_text() == first.name
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        index.save(tmp_path / "idx")
+    monkeypatch.undo()
+    assert (tmp_path / "idx" / "CURRENT").read_text() == first.name
+    reloaded = TrialIndex.load(tmp_path / "idx")
+    assert reloaded.fingerprint == index.fingerprint
+    visible = [p for p in (tmp_path / "idx" / "builds").iterdir() if not p.name.startswith(".")]
+    assert visible == [first]
+
+
+def test_build_rejects_duplicates_and_empty(sample_trials):
+    with pytest.raises(ValueError, match="zero trials"):
+        build_index([])
+    with pytest.raises(ValueError, match="duplicate NCT IDs"):
+        build_index([sample_trials[0], sample_trials[0]])
+
+
+def test_numpy_backend_gives_the_same_lists_as_faiss(sample_trials, index, ranker, tmp_path):
+    from similarity import Ranker
+
+    exact = build_index(sample_trials, IndexConfig(backend="numpy"), cache_dir=str(tmp_path))
+    assert exact.backend.name == "numpy" and index.backend.name == "flat"
+    oracle = Ranker(exact)
+    for trial in sample_trials[:10]:
+        a = [r.nct_id for r in ranker.related(trial.nct_id, 5)]
+        b = [r.nct_id for r in oracle.related(trial.nct_id, 5)]
+        assert a == b

@@ -1,0 +1,16 @@
+"""Loaders: every source format -> normalised :class:`~similarity.trial.Trial` records.
+
+Formats: legacy ClinicalTrials.gov XML (:mod:`.xml`), API v2 study JSON (:mod:`.apiv2`), the
+registry's CSV export (:mod:`.csv`) and flat records such as ``Trial.to_dict()`` output
+(:mod:`.flat`). :mod:`.sources` walks paths, zips and directories and detects the format.
+
+    >>> from similarity.loaders import load_trials, LoadReport
+    >>> report = LoadReport()
+    >>> trials = load_trials(["data/ctgov-legacy-xml-sample.zip"], report=report)
+    >>> report.summary()
+    '7003 trials loaded, 0 records skipped, 0 duplicate NCT IDs'
+"""
+
+from .sources import LoadReport, iter_trials, load_trials, trial_from_document
+
+__all__ = ["LoadReport", "iter_trials", "load_trials", "trial_from_document"]

@@ -19,7 +19,8 @@ from .featurize import StructuredFeaturizer, TextFeaturizer
 from .index import IndexConfig, TrialIndex, build_index
 from .lexical import BM25Vectorizer
 from .loaders import LoadReport, iter_trials, load_trials, trial_from_document
-from .rank import BlendWeights, Filters, Ranker, RelatedTrial
+from .blend import BlendWeights, LearnedBlend, RRFBlend
+from .rank import Filters, Ranker, RelatedTrial
 from .trial import Intervention, InterventionType, Phase, Status, StudyType, Trial
 
 __all__ = [
@@ -34,7 +35,9 @@ __all__ = [
     "InterventionType",
     "InvalidParameter",
     "InvalidRecord",
+    "LearnedBlend",
     "LoadReport",
+    "RRFBlend",
     "Phase",
     "Ranker",
     "RelatedTrial",

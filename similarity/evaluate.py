@@ -142,7 +142,7 @@ def evaluate(
         if mode == "rerank":
             ids = list(cands)
             rows = np.array([index.row(c) for c in ids])
-            runs["engine"][q] = _rank_dict(ids, ranker.score(ranker.features(q), rows)["score"])
+            runs["engine"][q] = _rank_dict(ids, ranker.score(ranker.features(q), rows)[2])
             for name, method in methods.items():
                 runs[name][q] = _rank_dict(ids, method.scores(q_row, rows))
         else:

@@ -1,0 +1,172 @@
+"""How signals become one score: a fixed weighted sum, a learned linear blend, or rank fusion.
+
+Every blend returns one component per group (``semantic``, ``structured``, ``lexical``); the
+score shown is their sum, so the components in ``why`` always add up to it.
+
+- :class:`BlendWeights` (``wsum``): each group's value is the weighted mean of its *available*
+  signals (a field one trial lacks neither helps nor hurts), then
+  ``score = semantic_w * semantic + structured_w * structured + lexical_w * lexical``.
+- :class:`LearnedBlend` (``learned``): a logistic regression fitted on labelled pairs
+  (``related-trials fit-weights``); unavailable signals are imputed with the mean of the available
+  ones of their group, then ``score = sum_i coef_i * signal_i`` (the intercept does not change a
+  ranking and is left out).
+- :class:`RRFBlend` (``rrf``): reciprocal-rank fusion of the three group values over the
+  candidate list, ``sum_g 1 / (k + rank_g)``: no weights to fit, the documented simple alternative.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Union
+
+import numpy as np
+
+from .exceptions import InvalidParameter
+from .signals import GROUPS, Signals
+
+__all__ = ["BlendWeights", "LearnedBlend", "RRFBlend", "Blend", "blend_from_dict", "impute"]
+
+
+def _pairs(values) -> tuple[tuple[str, float], ...]:
+    return tuple((str(k), float(v)) for k, v in dict(values).items())
+
+
+def _group_means(signals: Signals, inner: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Per group, the weighted mean of available signals (0 where none is available)."""
+    out = {}
+    for group in GROUPS:
+        cols = [j for j, g in enumerate(signals.groups) if g == group]
+        w = np.array([inner.get(signals.names[j], 1.0) for j in cols], dtype=np.float64)
+        v = signals.values[:, cols]
+        avail = ~np.isnan(v) & (w > 0)[None]
+        den = (avail * w[None]).sum(1)
+        num = np.where(avail, np.nan_to_num(v) * w[None], 0.0).sum(1)
+        out[group] = np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)
+    return out
+
+
+def impute(signals: Signals) -> np.ndarray:
+    """Signal values with NaN replaced by the mean of the row's available signals of its group."""
+    means = _group_means(signals, {})
+    values = signals.values.copy()
+    for j, group in enumerate(signals.groups):
+        missing = np.isnan(values[:, j])
+        values[missing, j] = means[group][missing]
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class BlendWeights:
+    """Fixed weighted sum. ``fields`` and ``attributes`` weigh signals inside their group."""
+
+    semantic: float = 0.7
+    structured: float = 0.1
+    lexical: float = 0.2
+    fields: tuple[tuple[str, float], ...] = (
+        ("title", 1.0),
+        ("conditions", 1.0),
+        ("interventions", 0.5),
+        ("summary", 1.0),
+        ("description", 0.5),
+        ("criteria", 0.5),
+        ("outcomes", 0.5),
+    )
+    attributes: tuple[tuple[str, float], ...] = (
+        ("condition_mesh", 2.0),
+        ("conditions", 1.0),
+        ("intervention_mesh", 1.0),
+        ("intervention_names", 1.0),
+        ("intervention_types", 0.5),
+        ("phase", 0.5),
+        ("study_type", 0.5),
+        ("primary_purpose", 0.5),
+        ("allocation", 0.1),
+        ("status", 0.1),
+        ("sponsor_class", 0.1),
+    )
+    method = "wsum"
+
+    def __post_init__(self):
+        object.__setattr__(self, "fields", _pairs(self.fields))
+        object.__setattr__(self, "attributes", _pairs(self.attributes))
+        if min(self.semantic, self.structured, self.lexical) < 0:
+            raise InvalidParameter(f"blend weights must be >= 0, got {self}")
+
+    def _inner(self) -> dict[str, float]:
+        inner = {f"field:{k}": v for k, v in self.fields}
+        inner.update({f"attr:{k}": v for k, v in self.attributes})
+        return inner
+
+    def combine(self, signals: Signals) -> dict[str, np.ndarray]:
+        means = _group_means(signals, self._inner())
+        return {g: getattr(self, g) * means[g] for g in GROUPS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "semantic": self.semantic,
+            "structured": self.structured,
+            "lexical": self.lexical,
+            "fields": dict(self.fields),
+            "attributes": dict(self.attributes),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedBlend:
+    """Linear blend with one fitted coefficient per signal (missing signals weigh 0)."""
+
+    coef: tuple[tuple[str, float], ...]
+    fitted_on: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    method = "learned"
+
+    def __post_init__(self):
+        object.__setattr__(self, "coef", _pairs(self.coef))
+
+    def combine(self, signals: Signals) -> dict[str, np.ndarray]:
+        coef = dict(self.coef)
+        values = impute(signals)
+        w = np.array([coef.get(n, 0.0) for n in signals.names])
+        return {
+            g: (values * np.where(np.array(signals.groups) == g, w, 0.0)[None]).sum(1) for g in GROUPS
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "coef": dict(self.coef), "fitted_on": dict(self.fitted_on)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RRFBlend:
+    """Reciprocal-rank fusion of the group values (equal-weight group means) over the candidates."""
+
+    k: float = 60.0
+    method = "rrf"
+
+    def combine(self, signals: Signals) -> dict[str, np.ndarray]:
+        means = _group_means(signals, {})
+        out = {}
+        for g in GROUPS:
+            order = np.argsort(-means[g], kind="stable")
+            ranks = np.empty(len(order))
+            ranks[order] = np.arange(1, len(order) + 1)
+            out[g] = 1.0 / (self.k + ranks)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "k": self.k}
+
+
+Blend = Union[BlendWeights, LearnedBlend, RRFBlend]
+
+
+def blend_from_dict(data: Mapping[str, Any]) -> Blend:
+    """Rebuild a blend saved by ``to_dict`` (in an index manifest)."""
+    data = dict(data)
+    method = data.pop("method", "wsum")
+    if method == "wsum":
+        return BlendWeights(**data)
+    if method == "learned":
+        return LearnedBlend(coef=data["coef"], fitted_on=data.get("fitted_on", {}))
+    if method == "rrf":
+        return RRFBlend(**data)
+    raise InvalidParameter(f"unknown blend method {method!r}; allowed: wsum, learned, rrf")

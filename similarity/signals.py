@@ -1,0 +1,115 @@
+"""The similarity signals between a query trial and candidate rows of an index.
+
+One column per signal, NaN where a signal is unavailable (a field or attribute that one of the two
+trials lacks: unknown is not the same as different):
+
+- ``semantic`` group: ``field:<name>``, the cosine of the two trials' embeddings of that field;
+- ``structured`` group: ``attr:<name>``, the Jaccard overlap of the encoded values of an attribute
+  (MeSH terms, conditions, intervention names and types, status, study type, purpose...), and
+  ``attr:phase``, ``1 - |distance| / 3`` on the development path (N/A agrees only with N/A);
+- ``lexical`` group: ``lexical``, BM25 of the query's terms in the candidate divided by BM25 of
+  the query in itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy import sparse
+
+from .fields import STRUCTURED_COLUMNS
+from .index import TrialIndex
+from .trial import Phase, Trial
+
+__all__ = ["QueryFeatures", "Signals", "SignalComputer", "GROUPS", "phase_ordinal"]
+
+GROUPS = ("semantic", "structured", "lexical")
+
+
+@dataclasses.dataclass
+class QueryFeatures:
+    """Everything the signals need from the query side."""
+
+    trial: Trial
+    row: int | None
+    field_vectors: np.ndarray  # (F, d), zero rows for missing fields
+    trial_vector: np.ndarray  # (d,)
+    structured: sparse.csr_matrix  # (1, m)
+    lexical: sparse.csr_matrix  # (1, V) binary term presence
+    lexical_self: float
+
+
+@dataclasses.dataclass
+class Signals:
+    """Signal values of candidate rows: ``values[i, j]`` is signal ``names[j]`` of ``rows[i]``."""
+
+    rows: np.ndarray
+    names: tuple[str, ...]
+    groups: tuple[str, ...]
+    values: np.ndarray  # (n, S) float64, NaN = unavailable
+
+    def column(self, name: str) -> np.ndarray:
+        return self.values[:, self.names.index(name)]
+
+
+def phase_ordinal(trial: Trial) -> float:
+    """Mean ordinal of a trial's phases; -1 for N/A only; NaN when unknown."""
+    ords = [p.ordinal for p in trial.phases or () if p.ordinal is not None]
+    if ords:
+        return float(np.mean(ords))
+    return -1.0 if trial.phases and Phase.NA in trial.phases else float("nan")
+
+
+class SignalComputer:
+    """Computes :class:`Signals` against one index; precomputes what every query reuses."""
+
+    def __init__(self, index: TrialIndex):
+        self.index = index
+        blocks = index.structured_featurizer.blocks_
+        self.attributes = tuple(c for c in STRUCTURED_COLUMNS if c in blocks and c != "phase")
+        self.names = (
+            tuple(f"field:{f}" for f in index.config.text_fields)
+            + tuple(f"attr:{a}" for a in self.attributes)
+            + ("attr:phase", "lexical")
+        )
+        self.groups = tuple(
+            "semantic" if n.startswith("field:") else "structured" if n.startswith("attr:") else "lexical"
+            for n in self.names
+        )
+        self._blocks = [blocks[a] for a in self.attributes]
+        self._phase = np.array([phase_ordinal(t) for t in index.trials], dtype=np.float64)
+
+    def compute(self, query: QueryFeatures, rows: np.ndarray) -> Signals:
+        rows = np.asarray(rows, dtype=np.int64)
+        n = len(rows)
+        columns = []
+        cand = np.asarray(self.index.field_vectors[rows], dtype=np.float32)  # (n, F, d)
+        cos = np.einsum("nfd,fd->nf", cand, query.field_vectors).astype(np.float64)
+        present = (np.abs(cand).sum(axis=2) > 0) & (np.abs(query.field_vectors).sum(axis=1) > 0)[None]
+        columns.append(np.where(present, cos, np.nan))
+
+        cand_struct = self.index.structured[rows]
+        for block in self._blocks:
+            q = query.structured[:, block]
+            c = cand_struct[:, block]
+            c_size = np.diff(c.indptr)
+            if q.nnz == 0:
+                columns.append(np.full((n, 1), np.nan))
+                continue
+            inter = np.asarray((c @ q.T).toarray()).ravel()
+            union = c_size + q.nnz - inter
+            columns.append(np.where(c_size > 0, inter / np.maximum(union, 1), np.nan)[:, None])
+
+        q_phase = phase_ordinal(query.trial)
+        c_phase = self._phase[rows]
+        close = np.where(
+            (c_phase >= 0) & (q_phase >= 0),
+            1 - np.minimum(np.abs(c_phase - q_phase), 3) / 3,
+            ((c_phase < 0) & (q_phase < 0)).astype(float),
+        )
+        columns.append(np.where(np.isnan(c_phase) | np.isnan(q_phase), np.nan, close)[:, None])
+
+        bm25 = np.asarray((self.index.lexical[rows] @ query.lexical.T).toarray()).ravel()
+        columns.append(np.minimum(bm25 / max(query.lexical_self, 1e-12), 1.0)[:, None])
+        return Signals(rows, self.names, self.groups, np.hstack(columns))

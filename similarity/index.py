@@ -9,8 +9,10 @@ is never picked up.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import logging
@@ -19,7 +21,7 @@ import platform
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import joblib
 import numpy as np
@@ -122,6 +124,53 @@ def _versions() -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def _exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (created if missing) for the block."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
+
+
+def _remove_leftovers(builds: Path) -> None:
+    """Remove the hidden ``.<stamp>-*`` directories of saves that died (call under the lock)."""
+    for leftover in builds.iterdir():
+        if leftover.name.startswith(".") and leftover.is_dir():
+            logger.info("removing %s, left by a save that did not finish", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _current_name(path: Path) -> str | None:
+    try:
+        return (path / "CURRENT").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _umask() -> int:
+    # Python can only read the umask by setting it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames and new entries in ``directory`` durable (a no-op where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class TrialIndex:
     """Trials with their field vectors, structured and lexical features, and a vector backend.
 
@@ -194,44 +243,63 @@ class TrialIndex:
         return combined / np.maximum(np.linalg.norm(combined, axis=1, keepdims=True), 1e-12)
 
     # ----------------------------------------------------------------- persistence
-    def save(self, path: str | Path, *, keep: int = 2) -> Path:
+    def save(self, path: str | Path) -> Path:
         """Write the index under ``path`` atomically and make it current; returns the build dir.
 
-        Older builds beyond the ``keep`` most recent are deleted.
+        One save at a time per directory (an exclusive ``flock`` on ``path/.lock``). Under the lock,
+        hidden build directories left by killed saves are removed first; after the switch, every
+        finished build other than the new one and the one ``CURRENT`` named before is removed (a
+        server that has not reloaded yet keeps reading the previous one).
         """
         path = Path(path)
         (path / "builds").mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{stamp}-", dir=path / "builds"))
-        with open(tmp / "trials.jsonl", "w", encoding="utf-8") as fh:
+        with _exclusive_lock(path / ".lock"):
+            _remove_leftovers(path / "builds")
+            previous = _current_name(path)
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+            tmp = Path(tempfile.mkdtemp(prefix=f".{stamp}-", dir=path / "builds"))
+            try:
+                os.chmod(tmp, 0o755 & ~_umask())  # mkdtemp makes it 0700: readable by us alone
+                self._write_files(tmp)
+                final = path / "builds" / tmp.name.lstrip(".")
+                os.replace(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            _fsync_dir(path / "builds")
+            pointer = path / ".CURRENT.tmp"
+            pointer.write_text(final.name)
+            with open(pointer, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(pointer, path / "CURRENT")
+            _fsync_dir(path)
+            self.path = final
+            keep = {final.name, previous}
+            for old in (path / "builds").iterdir():
+                if old.is_dir() and not old.name.startswith(".") and old.name not in keep:
+                    shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def _write_files(self, build: Path) -> None:
+        """Every file of the index into the (new, empty) directory ``build``, each fsynced."""
+        with open(build / "trials.jsonl", "w", encoding="utf-8") as fh:
             for trial in self.trials:
                 fh.write(json.dumps(trial.to_dict(), ensure_ascii=False) + "\n")
-        np.save(tmp / "field_vectors.npy", self.field_vectors)
-        sparse.save_npz(tmp / "structured.npz", self.structured)
-        sparse.save_npz(tmp / "lexical.npz", self.lexical)
+        np.save(build / "field_vectors.npy", self.field_vectors)
+        sparse.save_npz(build / "structured.npz", self.structured)
+        sparse.save_npz(build / "lexical.npz", self.lexical)
         joblib.dump(
             {"structured": self.structured_featurizer, "lexical": self.lexical_vectorizer},
-            tmp / "encoders.joblib",
+            build / "encoders.joblib",
         )
-        self.backend.save(tmp / "backend")
-        (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
-        for f in tmp.rglob("*"):
+        self.backend.save(build / "backend")
+        (build / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
+        for f in build.rglob("*"):
             if f.is_file():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
-        final = path / "builds" / tmp.name.lstrip(".")
-        os.replace(tmp, final)
-        pointer = path / ".CURRENT.tmp"
-        pointer.write_text(final.name)
-        with open(pointer, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(pointer, path / "CURRENT")
-        self.path = final
-        builds = sorted(p for p in (path / "builds").iterdir() if p.is_dir() and not p.name.startswith("."))
-        for old in builds[:-keep]:
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
-        return final
+        for d in [build, *(p for p in build.rglob("*") if p.is_dir())]:
+            _fsync_dir(d)
 
     @classmethod
     def load(cls, path: str | Path, *, expect: IndexConfig | None = None, mmap: bool = True) -> "TrialIndex":

@@ -86,7 +86,20 @@ def _k(value: int) -> int:
     return value
 
 
+def _nothing_to_build(report) -> str:
+    """Why a build found no trial: how many records were skipped and the first reasons."""
+    if not report.errors:
+        return "the sources hold no trial records; the index was left as it was"
+    shown = "; ".join(str(e) for e in report.errors[:3])
+    more = f"; ... and {len(report.errors) - 3} more" if len(report.errors) > 3 else ""
+    return (
+        f"no trial to index: all {len(report.errors)} records were skipped as bad "
+        f"({shown}{more}); the index was left as it was"
+    )
+
+
 def _cmd_build(args) -> int:
+    from .exceptions import InvalidParameter
     from .index import IndexConfig, build_index
     from .loaders import LoadReport, load_trials
 
@@ -101,6 +114,8 @@ def _cmd_build(args) -> int:
     if args.max_chunks:
         config_kwargs["max_chunks"] = args.max_chunks
     config = IndexConfig(backend=args.backend, **config_kwargs)
+    if not trials:
+        raise InvalidParameter(_nothing_to_build(report))
     cache_dir = None if args.no_cache else (args.cache_dir or str(Path(args.index) / "cache"))
     index = build_index(trials, config, cache_dir=cache_dir, progress=not args.quiet)
     build_dir = index.save(args.index)

@@ -27,7 +27,7 @@ __all__ = [
     "NCT_ID_PATTERN",
 ]
 
-NCT_ID_PATTERN = re.compile(r"^NCT\d{8}$")
+NCT_ID_PATTERN = re.compile(r"^NCT[0-9]{8}\Z")  # \d takes any Unicode digit; $ a trailing newline
 
 
 def _key(value: str) -> str:

@@ -302,13 +302,32 @@ def test_strict_build_stops_at_the_first_and_leaves_the_index(capsys, built, hos
     assert not [p for p in (path / "builds").iterdir() if p.name.startswith(".")]
 
 
-def test_build_of_nothing_but_bad_records_is_one_line(capsys, hostile, tmp_path):
+def test_build_of_nothing_but_bad_records_says_how_many_and_why(capsys, built, hostile, tmp_path):
     code, out, err = run(
         capsys, "build", hostile / "lines.jsonl", "--index", tmp_path / "idx", "-q"
     )
     assert code == 1 and "Traceback" not in err
-    assert (
-        err.strip().splitlines()[-1]
-        == "related-trials: error: cannot build an index of zero trials"
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(
+        f"related-trials: error: no trial to index: all {len(BAD_LINES)} records were skipped as bad ("
     )
+    first_reasons = [reason for _, reason, _ in BAD_LINES[:3]]
+    assert all(reason in line for reason in first_reasons), line
+    assert f"... and {len(BAD_LINES) - 3} more" in line
+    assert line.endswith("the index was left as it was")
     assert not (tmp_path / "idx" / "CURRENT").exists()
+    # Over an existing index, nothing changes either.
+    path = built[0]
+    before = index_state(path)
+    code, _, err = run(capsys, "build", hostile / "rows.csv", "--index", path, "-q")
+    assert code == 1 and f"all {len(BAD_CSV_ROWS)} records were skipped as bad" in err
+    assert index_state(path) == before
+
+
+@pytest.mark.parametrize("nct_id", ["NCT00000102\n", "NCT0000010\u0662", "NCT00000102 x", "nct00000102"])
+def test_nct_id_pattern_is_exact(nct_id):
+    from similarity.trial import NCT_ID_PATTERN, Trial
+
+    assert not NCT_ID_PATTERN.match(nct_id)
+    with pytest.raises(ValueError, match="NCT followed by 8 digits"):
+        Trial(nct_id=nct_id, brief_title="t")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -75,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                        help="allow this origin to call the API from a browser (repeatable; '*' for any)")
+    serve.add_argument("--reload-token", default=None, metavar="TOKEN",
+                       help="turn on POST /admin/reload with this bearer token, 16+ characters (default "
+                            "$RELATED_TRIALS_RELOAD_TOKEN; prefer it: a command line shows in ps)")
+    serve.add_argument("--watch", type=float, default=2.0, metavar="SECONDS",
+                       help="check DIR/CURRENT this often and swap in a new build (default 2; 0: off)")
     return parser
 
 
@@ -210,11 +216,16 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_serve(args) -> int:
+    from .exceptions import InvalidParameter
     from .index import TrialIndex
-    from .service import serve
+    from .service import RELOAD_TOKEN_ENV, serve
 
+    token = args.reload_token or os.environ.get(RELOAD_TOKEN_ENV) or None
+    if args.watch < 0:
+        raise InvalidParameter(f"--watch must be >= 0 seconds (0: off), got {args.watch}")
     TrialIndex.load(args.index)  # fail fast with a one-line error before the server starts
-    serve(args.index, host=args.host, port=args.port, cors_origins=args.cors_origin)
+    serve(args.index, host=args.host, port=args.port, cors_origins=args.cors_origin,
+          reload_token=token, watch_seconds=args.watch or None)
     return 0
 
 

@@ -3,22 +3,28 @@
     GET  /trials/{nct_id}/related   related list of an indexed trial (k, status, phase, ... filters)
     POST /related                   related list of a trial document sent in the body
     GET  /trials/{nct_id}           the stored trial's summary fields
-    GET  /health                    liveness and the index manifest
+    GET  /health                    liveness, the index served (build, fingerprint) and reloads
+    POST /admin/reload              load the build ``CURRENT`` names now (bearer token; off without one)
     GET  /widget.js                 the ``<related-trials>`` custom element
     GET  /demo/{nct_id}             a registry-like page with the widget under it
 
-The index (and the sentence model, for posted documents) load once in the lifespan and live on
-``app.state``. Package errors become JSON ``{"detail": ...}`` responses in one place,
-:func:`_install_error_handlers`.
+The index (and the sentence model, for posted documents) load in the lifespan into a
+:class:`~similarity.hotswap.ServedIndex` on ``app.state.served``; a rebuilt index is swapped in
+whole (on ``POST /admin/reload``, SIGHUP, or a poll of ``CURRENT``), and every request answers
+from the ranker it read when it started. Package errors become JSON ``{"detail": ...}``
+responses in one place, :func:`_install_error_handlers`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import hmac
 import html
 import json
 import logging
+import signal
 import string
 import threading
 import time
@@ -33,12 +39,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from .exceptions import InvalidParameter, InvalidRecord, RelatedTrialsError, TrialNotFound
+from .hotswap import ServedIndex
 from .index import TrialIndex
 from .loaders import trial_from_document
 from .rank import Filters, Ranker
 from .trial import Trial
 
-__all__ = ["create_app", "serve", "serve_in_thread", "BodyTooLarge"]
+__all__ = ["create_app", "serve", "serve_in_thread", "BodyTooLarge", "RELOAD_TOKEN_ENV"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +54,8 @@ MAX_K = 100
 CACHE_CONTROL = "public, max-age=300"
 REGISTRY_URL = "https://clinicaltrials.gov/study/{nct_id}"
 DEMO_DEFAULT = "NCT02213705"
+RELOAD_TOKEN_ENV = "RELATED_TRIALS_RELOAD_TOKEN"
+MIN_TOKEN_CHARS = 16
 
 
 class BodyTooLarge(RelatedTrialsError, ValueError):
@@ -116,11 +125,21 @@ class IndexInfo(BaseModel):
     built_at: str | None
     fingerprint: str
     backend: str
+    build: str | None = Field(description="the build directory served (DIR/builds/<build>)")
 
 
 class Health(BaseModel):
     status: Literal["ok"]
     index: IndexInfo
+    reloads: int = Field(description="index swaps since the server started")
+    reload_error: str | None = Field(description="why the last reload failed (the old build still serves)")
+
+
+class ReloadOut(BaseModel):
+    reloaded: bool = Field(description="false when CURRENT already named the build served")
+    previous: str | None = Field(description="the build served before")
+    index: IndexInfo
+    seconds: float
 
 
 class ErrorOut(BaseModel):
@@ -159,10 +178,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
 
 
-def _etag(fingerprint: str, request: Request) -> str:
-    """An entity tag for this index and this request's path and (sorted) query."""
+def _etag(index: TrialIndex, request: Request) -> str:
+    """An entity tag for this index build and this request's path and (sorted) query.
+
+    The build is part of it: a rebuild of the same trials (same fingerprint) with other settings
+    can rank them differently.
+    """
     query = sorted(request.query_params.multi_items())
-    key = json.dumps([fingerprint, request.url.path, query])
+    key = json.dumps([index.fingerprint, index.path.name if index.path else None, request.url.path, query])
     return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
 
 
@@ -195,6 +218,22 @@ async def _read_json(request: Request, limit: int) -> Any:
         raise InvalidRecord(f"request body: invalid UTF-8 at byte {exc.start}") from None
     except (ValueError, RecursionError) as exc:
         raise InvalidRecord(f"request body is not valid JSON: {exc}") from None
+
+
+def _index_info(index: TrialIndex) -> dict[str, Any]:
+    info = {k: index.manifest.get(k) for k in ("model", "count", "built_at", "fingerprint", "backend")}
+    return {**info, "build": index.path.name if index.path else None}
+
+
+def _refuse_token(request: Request, token: str) -> JSONResponse | None:
+    """401 without a bearer token, 403 with another one than ``token``; None when it matches."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return JSONResponse({"detail": "send the reload token as 'Authorization: Bearer <token>'"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        return JSONResponse({"detail": "wrong reload token"}, status_code=403)
+    return None
 
 
 def _trial_out(trial: Trial) -> dict[str, Any]:
@@ -254,7 +293,13 @@ def _trial_html(trial: Trial | None, nct_id: str) -> str:
 
 # ------------------------------------------------------------------ the app
 def create_app(
-    index_dir: str | Path, *, cors_origins: Sequence[str] = (), max_body_bytes: int = 1_000_000
+    index_dir: str | Path,
+    *,
+    cors_origins: Sequence[str] = (),
+    max_body_bytes: int = 1_000_000,
+    reload_token: str | None = None,
+    watch_seconds: float | None = None,
+    reload_on_sighup: bool = False,
 ) -> FastAPI:
     """The FastAPI app over the index in ``index_dir`` (loaded at start-up, not here).
 
@@ -262,19 +307,43 @@ def create_app(
         index_dir: an index directory written by ``related-trials build``.
         cors_origins: origins allowed to call the API from a browser (``"*"`` for any).
         max_body_bytes: the largest trial document ``POST /related`` accepts (413 above).
+        reload_token: the bearer token of ``POST /admin/reload`` (at least 16 characters);
+            ``None`` turns the endpoint off (404).
+        watch_seconds: poll ``CURRENT`` this often and swap in a new build (``None``: no poll).
+        reload_on_sighup: reload on SIGHUP (only where the server runs in the main thread).
     """
     if max_body_bytes < 1:
         raise InvalidParameter(f"max_body_bytes must be >= 1, got {max_body_bytes}")
+    if reload_token is not None and len(reload_token.strip()) < MIN_TOKEN_CHARS:
+        raise InvalidParameter(
+            f"reload_token must be at least {MIN_TOKEN_CHARS} characters, got {len(reload_token.strip())}"
+        )
+    if watch_seconds is not None and watch_seconds <= 0:
+        raise InvalidParameter(f"watch_seconds must be > 0 or None, got {watch_seconds}")
     index_dir = Path(index_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         started = time.perf_counter()
-        index = TrialIndex.load(index_dir)
-        app.state.ranker = Ranker(index)
-        index.text_featurizer()  # the model for posted documents, loaded once here
+        served = ServedIndex(index_dir)
+        served.reload()  # the index and the model for posted documents, loaded once here
+        app.state.served = served
+        index = served.ranker.index
         logger.info("serving %d trials from %s (ready in %.1f s)", len(index), index.path, time.perf_counter() - started)
-        yield
+        stop_watch = served.watch(watch_seconds) if watch_seconds else None
+        loop = asyncio.get_running_loop()
+        on_sighup = reload_on_sighup and threading.current_thread() is threading.main_thread()
+        if on_sighup:
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: loop.run_in_executor(None, lambda: served.reload(raise_errors=False))
+            )
+        try:
+            yield
+        finally:
+            if on_sighup:
+                loop.remove_signal_handler(signal.SIGHUP)
+            if stop_watch is not None:
+                stop_watch.set()
 
     from . import __version__
 
@@ -296,7 +365,8 @@ def create_app(
     template = string.Template((STATIC_DIR / "demo.html").read_text(encoding="utf-8"))
 
     def ranker_of(request: Request) -> Ranker:
-        return request.app.state.ranker
+        """The ranker this request answers with: read once, kept to the end (hot swap safe)."""
+        return request.app.state.served.ranker
 
     @app.get("/trials/{nct_id}/related", response_model=RelatedList, responses={**_NOT_MODIFIED, **_ERRORS})
     def related(
@@ -308,7 +378,7 @@ def create_app(
         nct_id = _normalise_id(nct_id)
         ranker.index.row(nct_id)  # 404 for an unknown trial before any other work
         filters = Filters.parse(status=status, phase=phase, intervention_type=intervention_type, study_type=study_type)
-        etag = _etag(ranker.index.fingerprint, request)
+        etag = _etag(ranker.index, request)
         if cached := _not_modified(request, etag):
             return cached
         response.headers.update({"ETag": etag, "Cache-Control": CACHE_CONTROL})
@@ -338,7 +408,7 @@ def create_app(
         """The stored trial's summary fields."""
         index = ranker_of(request).index
         found = index.trial(_normalise_id(nct_id))
-        etag = _etag(index.fingerprint, request)
+        etag = _etag(index, request)
         if cached := _not_modified(request, etag):
             return cached
         response.headers.update({"ETag": etag, "Cache-Control": CACHE_CONTROL})
@@ -346,11 +416,37 @@ def create_app(
 
     @app.get("/health", response_model=Health)
     def health(request: Request, response: Response):
-        """Liveness, and which index is served."""
-        manifest = ranker_of(request).index.manifest
+        """Liveness, which index build is served, and how reloads went."""
+        served = request.app.state.served
         response.headers["Cache-Control"] = "no-store"
-        info = {k: manifest.get(k) for k in ("model", "count", "built_at", "fingerprint", "backend")}
-        return {"status": "ok", "index": info}
+        return {"status": "ok", "index": _index_info(served.ranker.index),
+                "reloads": served.reloads, "reload_error": served.last_error}
+
+    @app.post(
+        "/admin/reload",
+        response_model=ReloadOut,
+        include_in_schema=reload_token is not None,
+        responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut},
+                   500: {"model": ErrorOut}},
+    )
+    async def reload(request: Request):
+        """Load the build ``CURRENT`` names now and swap it in; requests under way finish on the old.
+
+        Needs ``Authorization: Bearer <token>``. A build that fails to load leaves the old one
+        serving (500, with the reason).
+        """
+        if reload_token is None:
+            return JSONResponse({"detail": "reload is off: start the server with --reload-token or "
+                                           f"${RELOAD_TOKEN_ENV}"}, status_code=404)
+        if refused := _refuse_token(request, reload_token.strip()):
+            return refused
+        served = request.app.state.served
+        result = await run_in_threadpool(served.reload, raise_errors=False)
+        if result.error:
+            return JSONResponse({"detail": f"reload failed, still serving build {result.build}: {result.error}"},
+                                status_code=500)
+        return {"reloaded": result.reloaded, "previous": result.previous,
+                "index": _index_info(served.ranker.index), "seconds": round(result.seconds, 3)}
 
     @app.get("/widget.js", include_in_schema=False)
     def widget_js():
@@ -386,15 +482,21 @@ def create_app(
 
 
 def serve(index_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
-          cors_origins: Sequence[str] = ()) -> None:
-    """Serve the API and the widget with uvicorn until interrupted."""
+          cors_origins: Sequence[str] = (), reload_token: str | None = None,
+          watch_seconds: float | None = 2.0) -> None:
+    """Serve the API and the widget with uvicorn until interrupted; SIGHUP reloads the index.
+
+    Args are those of :func:`create_app`.
+    """
     import faiss
     import uvicorn
 
     # Requests already run in parallel (one thread each); OpenMP threads inside every single
     # search only contend with them: 1 thread more than halves the related list's latency.
     faiss.omp_set_num_threads(1)
-    uvicorn.run(create_app(index_dir, cors_origins=cors_origins), host=host, port=port, log_level="info")
+    app = create_app(index_dir, cors_origins=cors_origins, reload_token=reload_token,
+                     watch_seconds=watch_seconds, reload_on_sighup=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 @contextlib.contextmanager

@@ -172,7 +172,10 @@ def test_health_reports_the_index(client, index):
             "built_at": index.manifest["built_at"],
             "fingerprint": index.fingerprint,
             "backend": index.manifest["backend"],
+            "build": index.path.name,
         },
+        "reloads": 0,
+        "reload_error": None,
     }
     assert response.headers["cache-control"] == "no-store"
 
@@ -247,7 +250,7 @@ def test_unexpected_errors_are_json_500(client, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(client.app.state.ranker, "related", broken)
+    monkeypatch.setattr(client.app.state.served.ranker, "related", broken)
     quiet = TestClient(client.app, raise_server_exceptions=False)  # the module client's lifespan
     response = quiet.get(f"/trials/{SEED}/related")
     assert response.status_code == 500 and response.json() == {"detail": "internal server error"}

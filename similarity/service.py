@@ -28,22 +28,25 @@ import signal
 import string
 import threading
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal, Sequence
 
 from fastapi import FastAPI, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from .exceptions import InvalidParameter, InvalidRecord, RelatedTrialsError, TrialNotFound
 from .hotswap import ServedIndex
 from .index import TrialIndex
 from .loaders import trial_from_document
+from .loaders.document_schema import DOCUMENT_SCHEMA
 from .rank import Filters, Ranker
-from .trial import Trial
+from .trial import InterventionType, Phase, Status, StudyType, Trial
 
 __all__ = ["create_app", "serve", "serve_in_thread", "BodyTooLarge", "RELOAD_TOKEN_ENV"]
 
@@ -54,6 +57,8 @@ MAX_K = 100
 CACHE_CONTROL = "public, max-age=300"
 REGISTRY_URL = "https://clinicaltrials.gov/study/{nct_id}"
 DEMO_DEFAULT = "NCT02213705"
+MAX_ID_CHARS = 64
+MAX_FILTER_VALUES = 20
 RELOAD_TOKEN_ENV = "RELATED_TRIALS_RELOAD_TOKEN"
 MIN_TOKEN_CHARS = 16
 
@@ -151,7 +156,21 @@ _NOT_MODIFIED = {304: {"description": "Not Modified: If-None-Match named the cur
 _STATUS_OF = ((TrialNotFound, 404), (BodyTooLarge, 413), (InvalidParameter, 422), (InvalidRecord, 422))
 
 KParam = Annotated[int, Query(ge=1, le=MAX_K, description=f"number of related trials (1-{MAX_K})")]
-Multi = Annotated[list[str] | None, Query(description="repeat for several values; either registry spelling")]
+NctId = Annotated[str, PathParam(max_length=MAX_ID_CHARS, description="an NCT ID (case and spaces ignored)")]
+
+
+def _filter(values: type[Enum]) -> Any:
+    """A repeatable filter parameter: the schema lists the current spellings; legacy ones work too."""
+    item = Annotated[str, WithJsonSchema({"type": "string", "enum": [v.value for v in values]})]
+    return Annotated[list[item] | None, Query(
+        max_length=MAX_FILTER_VALUES,
+        description=f"repeat for several values (at most {MAX_FILTER_VALUES}); the registry's legacy "
+                    "spellings ('Active, not recruiting', 'Phase 1/Phase 2') are accepted too",
+    )]  # fmt: skip
+
+
+StatusFilter, PhaseFilter = _filter(Status), _filter(Phase)
+InterventionTypeFilter, StudyTypeFilter = _filter(InterventionType), _filter(StudyType)
 
 
 # ------------------------------------------------------------------ helpers
@@ -370,8 +389,9 @@ def create_app(
 
     @app.get("/trials/{nct_id}/related", response_model=RelatedList, responses={**_NOT_MODIFIED, **_ERRORS})
     def related(
-        nct_id: str, request: Request, response: Response, k: KParam = 5,
-        status: Multi = None, phase: Multi = None, intervention_type: Multi = None, study_type: Multi = None,
+        nct_id: NctId, request: Request, response: Response, k: KParam = 5,
+        status: StatusFilter = None, phase: PhaseFilter = None,
+        intervention_type: InterventionTypeFilter = None, study_type: StudyTypeFilter = None,
     ):
         """The ``k`` indexed trials most related to indexed trial ``nct_id``."""
         ranker = ranker_of(request)
@@ -390,11 +410,12 @@ def create_app(
         response_model=RelatedList,
         responses={413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
         openapi_extra={"requestBody": {"required": True, "description": "an API v2 study or a flat record",
-                                       "content": {"application/json": {"schema": {"type": "object"}}}}},
+                                       "content": {"application/json": {"schema": DOCUMENT_SCHEMA}}}},
     )
     async def related_to_document(
         request: Request, k: KParam = 5,
-        status: Multi = None, phase: Multi = None, intervention_type: Multi = None, study_type: Multi = None,
+        status: StatusFilter = None, phase: PhaseFilter = None,
+        intervention_type: InterventionTypeFilter = None, study_type: StudyTypeFilter = None,
     ):
         """The ``k`` indexed trials most related to the trial document in the body."""
         filters = Filters.parse(status=status, phase=phase, intervention_type=intervention_type, study_type=study_type)
@@ -404,7 +425,7 @@ def create_app(
         return {"nct_id": trial.nct_id, "related": [r.to_dict() for r in items]}
 
     @app.get("/trials/{nct_id}", response_model=TrialOut, responses={**_NOT_MODIFIED, 404: {"model": ErrorOut}})
-    def trial(nct_id: str, request: Request, response: Response):
+    def trial(nct_id: NctId, request: Request, response: Response):
         """The stored trial's summary fields."""
         index = ranker_of(request).index
         found = index.trial(_normalise_id(nct_id))

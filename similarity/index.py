@@ -28,6 +28,7 @@ import numpy as np
 from scipy import sparse
 
 from .backends import BackendName, VectorBackend, load_backend, make_backend
+from .backends.base import EXACT_LIMIT
 from .exceptions import IndexMismatch, IndexNotFound, InvalidParameter, TrialNotFound
 from .featurize import DEFAULT_MODEL, StructuredFeaturizer, TextFeaturizer
 from .fields import (
@@ -41,6 +42,7 @@ from .fields import (
 )
 from .lexical import BM25Vectorizer
 from .loaders import trial_from_document
+from .neighbours import NeighbourLists, clustered_knn
 from .trial import Trial
 
 __all__ = ["IndexConfig", "TrialIndex", "build_index", "FORMAT_VERSION"]
@@ -48,6 +50,9 @@ __all__ = ["IndexConfig", "TrialIndex", "build_index", "FORMAT_VERSION"]
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+
+NEIGHBOURS_K = 300
+"""Neighbours precomputed per trial by default where they pay: the ranker's default candidates."""
 
 DEFAULT_FIELD_WEIGHTS: dict[str, float] = {
     "title": 1.0,
@@ -71,6 +76,12 @@ class IndexConfig:
         max_chunks: chunks embedded per long field (1 = the model's window only).
         chunk_words: words per chunk.
         backend: vector backend (``auto``: exact FAISS below 200k trials, HNSW above).
+        term_fields: list fields embedded term by term (each distinct condition, keyword, MeSH
+            term or intervention once for the whole corpus, a trial's field vector the mean of
+            its terms'); the other fields are embedded as one text. Indexes saved before this
+            option existed embedded every field as one text and load with ``()``.
+        neighbours: length of the neighbour list precomputed for each trial (0: none; None:
+            :data:`NEIGHBOURS_K` when the backend is approximate, none when search is exact).
     """
 
     model: str = DEFAULT_MODEL
@@ -79,10 +90,19 @@ class IndexConfig:
     max_chunks: int = 1
     chunk_words: int = 160
     backend: BackendName = "auto"
+    term_fields: tuple[str, ...] = ()
+    neighbours: int | None = None
 
     def __post_init__(self):
         fields = tuple(TextField(f).value for f in self.text_fields)
         object.__setattr__(self, "text_fields", fields)
+        terms = tuple(TextField(f).value for f in self.term_fields)
+        allowed = (TextField.CONDITIONS.value, TextField.INTERVENTIONS.value, TextField.OUTCOMES.value)
+        if not set(terms) <= set(allowed):
+            raise InvalidParameter(f"term_fields must be among {allowed} (list fields); got {terms}")
+        object.__setattr__(self, "term_fields", terms)
+        if self.neighbours is not None and self.neighbours < 0:
+            raise InvalidParameter(f"neighbours must be >= 0 or None (auto), got {self.neighbours}")
         weights = self.field_weights
         if weights is None:
             weights = tuple(DEFAULT_FIELD_WEIGHTS[f] for f in fields)
@@ -99,7 +119,12 @@ class IndexConfig:
             "text_fields": list(self.text_fields),
             "max_chunks": self.max_chunks,
             "chunk_words": self.chunk_words,
+            "term_fields": [f for f in self.term_fields if f in self.text_fields],
         }
+
+    def term_columns(self) -> tuple[int, ...]:
+        """Positions in ``text_fields`` of the fields embedded term by term."""
+        return tuple(j for j, f in enumerate(self.text_fields) if f in self.term_fields)
 
 
 def _trial_hash(trial: Trial) -> str:
@@ -231,6 +256,7 @@ class TrialIndex:
                 self.config.model,
                 max_chunks=self.config.max_chunks,
                 chunk_words=self.config.chunk_words,
+                term_columns=self.config.term_columns(),
                 cache_dir=cache_dir,
             )
             self._text_featurizer = featurizer.fit(np.empty((1, len(self.config.text_fields)), dtype=object))
@@ -323,7 +349,8 @@ class TrialIndex:
                 f"{path} has index format {manifest.get('format_version')}, this version reads "
                 f"{FORMAT_VERSION}: rebuild it with related-trials build"
             )
-        config = IndexConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["config"].items()})
+        saved = {"term_fields": [], **manifest["config"]}  # builds older than term_fields embedded whole fields
+        config = IndexConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
         if expect is not None and expect.layout() != config.layout():
             diff = {k: (v, expect.layout()[k]) for k, v in config.layout().items() if expect.layout()[k] != v}
             raise IndexMismatch(
@@ -350,6 +377,14 @@ class TrialIndex:
         return index
 
 
+def neighbour_lists(backend: VectorBackend, vectors: np.ndarray, k: int, *, progress: bool = False) -> NeighbourLists:
+    """Each stored vector's ``k`` nearest others: exact with an exact backend (the very rows its
+    search returns), clustered all-pairs k-NN with an approximate one (more accurate than its search)."""
+    if getattr(backend, "approximate", False) and len(vectors) > EXACT_LIMIT:
+        return NeighbourLists(clustered_knn(vectors, k, n_probe=16, progress=progress), method="clustered")
+    return NeighbourLists.compute(backend, vectors, k, progress=progress)
+
+
 def build_index(
     trials: Sequence[Trial],
     config: IndexConfig | None = None,
@@ -370,6 +405,7 @@ def build_index(
         config.model,
         max_chunks=config.max_chunks,
         chunk_words=config.chunk_words,
+        term_columns=config.term_columns(),
         cache_dir=cache_dir,
         show_progress_bar=progress,
     ).fit(texts)
@@ -380,6 +416,7 @@ def build_index(
     lexical_vectorizer = BM25Vectorizer()
     lexical = lexical_vectorizer.fit_transform([concatenated_text(t) for t in trials])
     backend = make_backend(config.backend, featurizer.dim_, len(trials))
+    field_vectors = field_vectors.astype(np.float16)
     fingerprint = hashlib.sha256("\n".join(sorted(f"{t.nct_id}:{_trial_hash(t)}" for t in trials)).encode()).hexdigest()
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -399,7 +436,7 @@ def build_index(
     index = TrialIndex(
         config=config,
         trials=trials,
-        field_vectors=field_vectors.astype(np.float16),
+        field_vectors=field_vectors,
         structured=structured,
         structured_featurizer=structured_featurizer,
         lexical=lexical,
@@ -407,6 +444,14 @@ def build_index(
         backend=backend,
         manifest=manifest,
     )
-    backend.add(index.trial_vectors(field_vectors), np.arange(len(trials)))
+    # Stored vectors come from the stored float16 field vectors, like every query vector does.
+    vectors = index.trial_vectors(field_vectors)
+    backend.add(vectors, np.arange(len(trials)))
+    k = config.neighbours
+    if k is None:
+        k = NEIGHBOURS_K if getattr(backend, "approximate", False) else 0
+    if k:
+        backend.neighbours = neighbour_lists(backend, vectors, min(k, len(trials) - 1) or 1, progress=progress)
+    manifest["neighbours"] = backend.neighbours.k if backend.neighbours is not None else 0
     manifest["build_seconds"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 2)
     return index

@@ -178,7 +178,12 @@ class Ranker:
 
     def related(self, nct_id: str, k: int = 10, *, filters: Filters | None = None) -> list[RelatedTrial]:
         """The ``k`` trials most related to indexed trial ``nct_id`` (raises TrialNotFound)."""
-        return self._related(self.features(nct_id), k, filters)
+        query = self.features(nct_id)
+        lists = self.index.backend.neighbours
+        if lists is not None and not filters and max(self.n_candidates, k) <= lists.k:
+            # Precomputed at build time (similarity.neighbours): the rows the search would return.
+            return self._related(query, k, filters, rows=lists.rows(query.row, max(self.n_candidates, k)))
+        return self._related(query, k, filters)
 
     def related_to_trial(self, trial: Trial, k: int = 10, *, filters: Filters | None = None) -> list[RelatedTrial]:
         """The ``k`` indexed trials most related to a trial document (indexed or not)."""
@@ -189,10 +194,11 @@ class Ranker:
             query.row = self.index.row(trial.nct_id)
         return self._related(query, k, filters)
 
-    def _related(self, query: QueryFeatures, k: int, filters: Filters | None) -> list[RelatedTrial]:
+    def _related(self, query: QueryFeatures, k: int, filters: Filters | None, rows: np.ndarray | None = None) -> list[RelatedTrial]:
         if k < 1:
             raise InvalidParameter(f"k must be >= 1, got {k}")
-        rows = self.candidates(query, max(self.n_candidates, k), filters)
+        if rows is None:
+            rows = self.candidates(query, max(self.n_candidates, k), filters)
         if len(rows) == 0:
             return []
         signals, components, scores = self.score(query, rows)

@@ -22,7 +22,11 @@ def data():
     return vectors, ids, queries, oracle
 
 
-@pytest.mark.parametrize("name", ["numpy", "flat", "hnsw"])
+APPROXIMATE = {"hnsw": 0.95, "ivf": 0.9, "ivf-sq8": 0.85}  # recall@10 floor on random 32-d data
+ALL = ["numpy", "flat", *APPROXIMATE]
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_search_matches_the_exact_oracle(name, data):
     vectors, ids, queries, oracle = data
     backend = make_backend(name, 32)
@@ -31,14 +35,14 @@ def test_search_matches_the_exact_oracle(name, data):
     _, expected = oracle.search(queries, 10)
     scores, got = backend.search(queries, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(expected, got)])
-    if name == "hnsw":
-        assert recall >= 0.95
+    if name in APPROXIMATE:
+        assert recall >= APPROXIMATE[name]
     else:
         np.testing.assert_array_equal(got, expected)
     assert np.all(np.diff(scores, axis=1) <= 1e-6), "scores must be sorted"
 
 
-@pytest.mark.parametrize("name", ["numpy", "flat", "hnsw"])
+@pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("n_allowed", [3, 50, 1500])
 def test_filter_runs_inside_the_search_and_fills_k(name, n_allowed, data):
     vectors, ids, queries, oracle = data
@@ -51,10 +55,11 @@ def test_filter_runs_inside_the_search_and_fills_k(name, n_allowed, data):
     assert np.all((got[:, :k] >= 0)), "a filtered search must still return k results"
     assert set(got[got >= 0]) <= set(allowed)
     overlap = np.mean([len(set(a[:k]) & set(b[:k])) / k for a, b in zip(expected, got)])
-    assert overlap >= (0.95 if name == "hnsw" else 1.0)
+    # approximate backends answer small filters exactly (over their stored, maybe quantised, vectors)
+    assert overlap >= (APPROXIMATE.get(name, 1.0) if n_allowed > 20_000 else (0.95 if name == "ivf-sq8" else 1.0))
 
 
-@pytest.mark.parametrize("name", ["numpy", "flat", "hnsw"])
+@pytest.mark.parametrize("name", ALL)
 def test_save_and_load_round_trip(name, data, tmp_path):
     vectors, ids, queries, _ = data
     backend = make_backend(name, 32)
@@ -65,7 +70,7 @@ def test_save_and_load_round_trip(name, data, tmp_path):
     np.testing.assert_array_equal(loaded.search(queries, 5)[1], backend.search(queries, 5)[1])
 
 
-@pytest.mark.parametrize("name", ["numpy", "flat"])
+@pytest.mark.parametrize("name", ["numpy", "flat", "ivf", "ivf-sq8"])
 def test_remove(name, data):
     vectors, ids, queries, _ = data
     backend = make_backend(name, 32)
@@ -76,10 +81,10 @@ def test_remove(name, data):
     assert top[0, 0] not in backend.search(queries[:1], 10)[1][0]
 
 
-def test_auto_picks_exact_for_small_and_hnsw_for_large():
+def test_auto_picks_exact_for_small_and_ivf_for_large():
     assert make_backend("auto", 8, 1000).name == "flat"
-    assert make_backend("auto", 8, 10_000_000).name == "hnsw"
-    with pytest.raises(ValueError, match="allowed: auto, numpy, flat, hnsw"):
+    assert make_backend("auto", 8, 10_000_000).name == "ivf"
+    with pytest.raises(ValueError, match="allowed: auto, numpy, flat, hnsw, ivf, ivf-sq8"):
         make_backend("annoy", 8)
 
 
@@ -87,3 +92,19 @@ def test_wrong_dimension_is_refused(data):
     backend = FaissBackend(32)
     with pytest.raises(ValueError, match=r"shape \(n, 32\)"):
         backend.add(np.zeros((2, 16), np.float32), np.arange(2))
+
+
+def test_neighbour_lists_travel_with_the_backend(data, tmp_path):
+    from similarity.neighbours import NeighbourLists
+
+    vectors, _, _, _ = data
+    backend = make_backend("flat", 32)
+    backend.add(vectors[:500], np.arange(500))
+    backend.neighbours = NeighbourLists.compute(backend, vectors[:500], 7)
+    backend.save(tmp_path / "b")
+    loaded = load_backend(tmp_path / "b")
+    np.testing.assert_array_equal(loaded.neighbours.ids, backend.neighbours.ids)
+    assert loaded.neighbours.method == "search:flat"
+    plain = make_backend("flat", 32)
+    plain.save(tmp_path / "c")
+    assert load_backend(tmp_path / "c").neighbours is None

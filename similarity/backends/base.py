@@ -13,16 +13,21 @@ from ..exceptions import IndexMismatch, InvalidParameter
 
 __all__ = ["BackendName", "VectorBackend", "make_backend", "load_backend", "EXACT_LIMIT"]
 
-BackendName = Literal["auto", "numpy", "flat", "hnsw"]
+BackendName = Literal["auto", "numpy", "flat", "hnsw", "ivf", "ivf-sq8"]
 
 EXACT_LIMIT = 200_000
-"""``auto`` stays exact (FAISS flat) up to this many vectors and switches to HNSW above."""
+"""``auto`` stays exact (FAISS flat) up to this many vectors and switches to IVF above."""
 
 
 class VectorBackend(ABC):
-    """Inner-product search over unit vectors, each stored under an int64 id."""
+    """Inner-product search over unit vectors, each stored under an int64 id.
+
+    ``neighbours`` optionally holds precomputed :class:`~similarity.neighbours.NeighbourLists`
+    of the stored vectors (ids ``0..n-1``); they are saved and loaded with the backend.
+    """
 
     name: str
+    neighbours = None
 
     def __init__(self, dim: int):
         if dim < 1:
@@ -70,21 +75,28 @@ class VectorBackend(ABC):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self._save(path)
+        if self.neighbours is not None:
+            self.neighbours.save(path)
         (path / "backend.json").write_text(json.dumps({"name": self.name, "dim": self.dim}))
 
 
 def make_backend(name: BackendName, dim: int, n_vectors: int = 0) -> VectorBackend:
-    """A new empty backend; ``auto`` picks exact below :data:`EXACT_LIMIT` vectors, HNSW above."""
+    """A new empty backend; ``auto`` picks exact up to :data:`EXACT_LIMIT` vectors, IVF above.
+
+    IVF rather than HNSW above the limit: on a small machine it builds in a minute where HNSW
+    takes tens of minutes at a million vectors, it can remove vectors, and related lists of
+    indexed trials come from precomputed neighbour lists anyway (see :mod:`similarity.neighbours`).
+    """
     from .faiss import FaissBackend
     from .numpy import NumpyBackend
 
     if name == "auto":
-        name = "flat" if n_vectors <= EXACT_LIMIT else "hnsw"
+        name = "flat" if n_vectors <= EXACT_LIMIT else "ivf"
     if name == "numpy":
         return NumpyBackend(dim)
-    if name in ("flat", "hnsw"):
+    if name in ("flat", "hnsw", "ivf", "ivf-sq8"):
         return FaissBackend(dim, kind=name)
-    raise InvalidParameter(f"unknown backend {name!r}; allowed: auto, numpy, flat, hnsw")
+    raise InvalidParameter(f"unknown backend {name!r}; allowed: auto, numpy, flat, hnsw, ivf, ivf-sq8")
 
 
 def load_backend(path: str | Path) -> VectorBackend:
@@ -97,7 +109,12 @@ def load_backend(path: str | Path) -> VectorBackend:
         meta = json.loads((path / "backend.json").read_text())
     except (OSError, ValueError) as exc:
         raise IndexMismatch(f"{path}: no readable backend.json ({exc})") from None
-    classes = {"numpy": NumpyBackend, "flat": FaissBackend, "hnsw": FaissBackend}
+    from ..neighbours import NeighbourLists
+
+    classes = {"numpy": NumpyBackend, "flat": FaissBackend, "hnsw": FaissBackend, "ivf": FaissBackend,
+               "ivf-sq8": FaissBackend}
     if meta.get("name") not in classes:
         raise IndexMismatch(f"{path}: unknown backend {meta.get('name')!r}")
-    return classes[meta["name"]]._load(path, int(meta["dim"]))
+    backend = classes[meta["name"]]._load(path, int(meta["dim"]))
+    backend.neighbours = NeighbourLists.load(path)
+    return backend

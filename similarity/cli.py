@@ -54,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--strict", action="store_true", help="stop at the first bad record, leaving the index untouched")
     build.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
+    update = sub.add_parser("update", help="add new and changed trials to an index, remove others (no full rebuild)")
+    update.add_argument("sources", nargs="*", metavar="SOURCE", help="new or changed records (any format build reads)")
+    update.add_argument("--index", required=True, metavar="DIR", help="index directory (the update is swapped in atomically)")
+    update.add_argument("--remove", nargs="+", default=[], metavar="NCT_ID", help="NCT IDs to remove")
+    update.add_argument("--cache-dir", default=None, help="embedding cache directory (default DIR/cache)")
+    update.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    update.add_argument("--strict", action="store_true", help="stop at the first bad record, leaving the index untouched")
+    update.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
     related = sub.add_parser("related", help="print the trials most related to one trial")
     related.add_argument("nct_id", nargs="?", metavar="NCT_ID", help="an NCT ID in the index")
     related.add_argument("--document", metavar="FILE", help="a trial document (API v2 study JSON or flat record) instead of an NCT ID")
@@ -134,6 +143,34 @@ def _cmd_build(args) -> int:
     print(
         f"indexed {len(index)} trials into {build_dir} in {elapsed:.1f} s "
         f"({len(index) / elapsed:.1f} trials/s; backend {index.backend.name}, model {config.model})"
+    )
+    return EXIT_SKIPPED if report.errors else 0
+
+
+def _cmd_update(args) -> int:
+    from .exceptions import InvalidParameter
+    from .index import TrialIndex
+    from .loaders import LoadReport, load_trials
+    from .update import update_index
+
+    if not args.sources and not args.remove:
+        raise InvalidParameter("give SOURCE files with new or changed trials, or --remove NCT_ID")
+    started = time.perf_counter()
+    index = TrialIndex.load(args.index)
+    report = LoadReport()
+    trials = load_trials(args.sources, strict=args.strict, report=report, progress=not args.quiet) if args.sources else []
+    cache_dir = None if args.no_cache else (args.cache_dir or str(Path(args.index) / "cache"))
+    updated, changes = update_index(index, trials, remove=args.remove, cache_dir=cache_dir, progress=not args.quiet)
+    build_dir = updated.save(args.index)
+    if args.sources:
+        print(report.summary())
+    for error in report.errors[:20]:
+        print(f"  skipped: {error}", file=sys.stderr)
+    if changes.not_found:
+        print(f"  not in the index, not removed: {', '.join(changes.not_found[:20])}", file=sys.stderr)
+    print(
+        f"updated {args.index}: {changes.summary()}; {len(updated)} trials in {build_dir} "
+        f"in {time.perf_counter() - started:.1f} s"
     )
     return EXIT_SKIPPED if report.errors else 0
 
@@ -229,7 +266,7 @@ def _cmd_serve(args) -> int:
     return 0
 
 
-_COMMANDS = {"build": _cmd_build, "related": _cmd_related, "evaluate": _cmd_evaluate, "serve": _cmd_serve}
+_COMMANDS = {"build": _cmd_build, "update": _cmd_update, "related": _cmd_related, "evaluate": _cmd_evaluate, "serve": _cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

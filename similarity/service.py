@@ -32,11 +32,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal, Sequence
 
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
@@ -155,6 +156,8 @@ _ERRORS = {404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
 _NOT_MODIFIED = {304: {"description": "Not Modified: If-None-Match named the current ETag"}}
 _STATUS_OF = ((TrialNotFound, 404), (BodyTooLarge, 413), (InvalidParameter, 422), (InvalidRecord, 422))
 
+_BEARER = HTTPBearer(auto_error=False, scheme_name="reload token",
+                     description="the token the server was started with (--reload-token)")
 KParam = Annotated[int, Query(ge=1, le=MAX_K, description=f"number of related trials (1-{MAX_K})")]
 NctId = Annotated[str, PathParam(max_length=MAX_ID_CHARS, description="an NCT ID (case and spaces ignored)")]
 
@@ -244,13 +247,13 @@ def _index_info(index: TrialIndex) -> dict[str, Any]:
     return {**info, "build": index.path.name if index.path else None}
 
 
-def _refuse_token(request: Request, token: str) -> JSONResponse | None:
+def _refuse_token(credentials: HTTPAuthorizationCredentials | None, token: str) -> JSONResponse | None:
     """401 without a bearer token, 403 with another one than ``token``; None when it matches."""
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
+    given = credentials.credentials.strip() if credentials is not None else ""
+    if not given:
         return JSONResponse({"detail": "send the reload token as 'Authorization: Bearer <token>'"},
                             status_code=401, headers={"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if not hmac.compare_digest(given.encode(), token.encode()):
         return JSONResponse({"detail": "wrong reload token"}, status_code=403)
     return None
 
@@ -450,7 +453,7 @@ def create_app(
         responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut},
                    500: {"model": ErrorOut}},
     )
-    async def reload(request: Request):
+    async def reload(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]):
         """Load the build ``CURRENT`` names now and swap it in; requests under way finish on the old.
 
         Needs ``Authorization: Bearer <token>``. A build that fails to load leaves the old one
@@ -459,7 +462,7 @@ def create_app(
         if reload_token is None:
             return JSONResponse({"detail": "reload is off: start the server with --reload-token or "
                                            f"${RELOAD_TOKEN_ENV}"}, status_code=404)
-        if refused := _refuse_token(request, reload_token.strip()):
+        if refused := _refuse_token(credentials, reload_token.strip()):
             return refused
         served = request.app.state.served
         result = await run_in_threadpool(served.reload, raise_errors=False)

@@ -13,6 +13,8 @@ are parametrized here and each gets a plain hypothesis test of the operation's s
 
 from __future__ import annotations
 
+import collections
+
 import httpx
 import pytest
 import schemathesis
@@ -41,10 +43,21 @@ CASES = [(method, path, POSITIVE) for method, path in OPERATIONS] + [
 ]
 
 
+COUNTS: collections.Counter[str] = collections.Counter()
+
+
 @pytest.fixture(scope="module")
-def api_schema(index_dir):
+def api_schema(index_dir, request):
     with serve_in_thread(index_dir, reload_token=TOKEN, max_body_bytes=100_000) as base:
         yield schemathesis.openapi.from_url(f"{base}/openapi.json")
+    lines = [f"  {name}: {n} cases" for name, n in sorted(COUNTS.items())]
+    text = f"API contract case counts ({sum(COUNTS.values())} in total):\n" + "\n".join(lines)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if capture is not None and reporter is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("")
+            reporter.write_line(text)
 
 
 def test_every_operation_is_covered(api_schema):
@@ -52,7 +65,7 @@ def test_every_operation_is_covered(api_schema):
     assert found == set(OPERATIONS)
 
 
-def run(strategy, mode) -> None:
+def run(name: str, strategy, mode) -> None:
     @given(case=strategy)
     @settings(
         max_examples=MAX_EXAMPLES,
@@ -65,6 +78,7 @@ def run(strategy, mode) -> None:
         # loaders accept legacy spellings and ignore unknown values, and a body over the limit is
         # 413, not 400).
         excluded = [schemathesis.checks.negative_data_rejection] if mode is NEGATIVE else []
+        COUNTS[f"{name} ({mode.value})"] += 1
         case.call_and_validate(timeout=30, excluded_checks=excluded)
 
     check()
@@ -72,7 +86,7 @@ def run(strategy, mode) -> None:
 
 @pytest.mark.parametrize("method, path, mode", CASES, ids=lambda v: getattr(v, "value", v))
 def test_operation_conforms_to_the_schema(api_schema, method, path, mode):
-    run(api_schema[path][method].as_strategy(generation_mode=mode), mode)
+    run(f"{method} {path}", api_schema[path][method].as_strategy(generation_mode=mode), mode)
 
 
 @pytest.mark.parametrize("path", ["/trials/{nct_id}/related", "/trials/{nct_id}"])
@@ -82,7 +96,7 @@ def test_indexed_trials_conform_to_the_schema(api_schema, index, path):
     operation = api_schema[path]["GET"]
     ids = st.sampled_from([t.nct_id for t in index.trials])
     strategy = ids.flatmap(lambda nct_id: operation.as_strategy(path_parameters={"nct_id": nct_id}))
-    run(strategy, POSITIVE)
+    run(f"GET {path}, indexed NCT IDs", strategy, POSITIVE)
 
 
 # ------------------------------------------------------------------ size limits

@@ -123,6 +123,11 @@ class LearnedBlend:
     def __post_init__(self):
         object.__setattr__(self, "coef", _pairs(self.coef))
 
+    def decision(self, names: tuple[str, ...], values: np.ndarray) -> np.ndarray:
+        """Scores of already imputed signal ``values`` (columns named ``names``)."""
+        coef = dict(self.coef)
+        return values @ np.array([coef.get(n, 0.0) for n in names])
+
     def combine(self, signals: Signals) -> dict[str, np.ndarray]:
         coef = dict(self.coef)
         values = impute(signals)

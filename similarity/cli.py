@@ -1,4 +1,4 @@
-"""The ``related-trials`` command line: build, related, evaluate, serve.
+"""The ``related-trials`` command line: build, related, evaluate, fit-weights, serve.
 
 Errors print one line (``related-trials: error: ...``) and exit non-zero, never a traceback:
 1 for a failed command (unknown NCT ID, unreadable file, mismatched index), 2 for a wrong
@@ -19,6 +19,7 @@ from typing import Sequence
 __all__ = ["main"]
 
 EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 1, 2, 3
+DEFAULT_DIVERSITY = "space"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +34,17 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phase", action="append", metavar="P", help="keep trials in this phase (repeatable)")
     parser.add_argument("--intervention-type", action="append", metavar="T", help="keep trials with this intervention type")
     parser.add_argument("--study-type", action="append", metavar="T", help="keep trials of this study type")
+
+
+def _add_diversity(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--diversity", choices=["off", "space", "collapse"], default=DEFAULT_DIVERSITY,
+                        help=f"near-duplicate trials: spaced out, collapsed, or left as ranked (default {DEFAULT_DIVERSITY})")
+
+
+def _diversity(args):
+    from .diversity import Diversity
+
+    return None if args.diversity == "off" else Diversity(mode=args.diversity)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     related.add_argument("-k", type=int, default=10, help="number of related trials (default 10)")
     _add_filters(related)
     related.add_argument("--json", action="store_true", help="print a JSON array")
+    _add_diversity(related)
 
     evaluate = sub.add_parser("evaluate", help="evaluate on labelled pairs against tfidf, bm25 and dense baselines")
     evaluate.add_argument("--index", required=True, metavar="DIR")
@@ -78,6 +91,16 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--baselines", default="tfidf,bm25,dense", help="comma-separated baselines (default all)")
     evaluate.add_argument("--cache-dir", default=None, help="embedding cache directory (default DIR/cache)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+    evaluate.add_argument("--cv", action="store_true",
+                          help="score each query with the index's learned blend refitted without that query's pairs")
+    _add_diversity(evaluate)
+
+    fit = sub.add_parser("fit-weights", help="learn the blend from labelled pairs and save it with the index")
+    fit.add_argument("--index", required=True, metavar="DIR")
+    fit.add_argument("--pairs", required=True, metavar="PAIRS.tsv", help="TSV: query_id, candidate_id, label")
+    fit.add_argument("--objective", choices=["pointwise", "pairwise"], default="pointwise")
+    fit.add_argument("--C", default="auto", help="L2 strength of the logistic regression, or 'auto' (default)")
+    fit.add_argument("--dry-run", action="store_true", help="print the weights and figures, do not save")
 
     serve = sub.add_parser("serve", help="serve the HTTP JSON API and the embeddable widget")
     serve.add_argument("--index", required=True, metavar="DIR")
@@ -203,7 +226,7 @@ def _cmd_related(args) -> int:
     if bool(args.nct_id) == bool(args.document):
         raise InvalidParameter("give either an NCT_ID or --document FILE")
     k, filters = _k(args.k), _filters(args)
-    ranker = Ranker(TrialIndex.load(args.index))
+    ranker = Ranker(TrialIndex.load(args.index), diversity=_diversity(args))
     if args.document:
         try:
             doc = json.loads(Path(args.document).read_text(encoding="utf-8"))
@@ -238,17 +261,74 @@ def _markdown(result) -> str:
 
 def _cmd_evaluate(args) -> int:
     from .evaluate import evaluate, read_pairs
+    from .exceptions import InvalidParameter
     from .index import TrialIndex
+    from .rank import Ranker
+    from .tuning import cross_validated_engine
 
     pairs = read_pairs(args.pairs)
     index = TrialIndex.load(args.index)
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     cache_dir = args.cache_dir or str(Path(args.index) / "cache")
-    result = evaluate(index, pairs, mode=args.mode, baselines=baselines, cache_dir=cache_dir)
+    ranker = Ranker(index, diversity=_diversity(args))
+    engine = ranker
+    if args.cv:
+        if getattr(ranker.blend, "method", None) != "learned":
+            raise InvalidParameter(
+                f"--cv refits a learned blend, but {args.index} holds a {ranker.blend.method!r} blend: "
+                "run related-trials fit-weights first"
+            )
+        fitted = ranker.blend.fitted_on
+        engine = cross_validated_engine(
+            ranker, pairs, objective=fitted.get("objective", "pointwise"), C=fitted.get("C_setting", "auto")
+        )
+    result = evaluate(index, pairs, mode=args.mode, engines={"engine": engine}, baselines=baselines, cache_dir=cache_dir)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print(_markdown(result))
+    return 0
+
+
+def _cmd_fit_weights(args) -> int:
+    from .blend import BlendWeights
+    from .evaluate import read_pairs
+    from .exceptions import InvalidParameter
+    from .index import TrialIndex
+    from .rank import Ranker
+    from .tuning import cross_validate_blend, fit_blend, labelled_signals, rerank_ndcg
+    import numpy as np
+
+    try:
+        C = args.C if args.C == "auto" else float(args.C)
+    except ValueError:
+        raise InvalidParameter(f"--C must be a positive number or 'auto', got {args.C!r}") from None
+    pairs = read_pairs(args.pairs)
+    index = TrialIndex.load(args.index, mmap=False)
+    ranker = Ranker(index, BlendWeights())
+    data = labelled_signals(ranker, pairs)
+    blend = fit_blend(data, objective=args.objective, C=C)
+    fixed = np.zeros(len(data.y))
+    learned = np.zeros(len(data.y))
+    for q, fold_blend in cross_validate_blend(data, objective=args.objective, C=C).items():
+        rows = data.queries == q
+        learned[rows] = fold_blend.decision(data.names, data.X[rows])
+        cands = np.array([index.row(c) for c in data.candidates[rows]])
+        fixed[rows] = ranker.score(ranker.features(q), cands)[2]
+    print(f"fitted on {blend.fitted_on['pairs']} pairs of {blend.fitted_on['queries']} queries "
+          f"({args.objective}, C={blend.fitted_on['C']:g})")
+    print(f"rerank nDCG@5, leave-one-query-out: fixed weights {rerank_ndcg(data, fixed):.4f}, "
+          f"learned {rerank_ndcg(data, learned):.4f}")
+    for name, weight in sorted(blend.coef, key=lambda x: -x[1]):
+        if weight:
+            print(f"  {name:28s} {weight:.4f}")
+    if args.dry_run:
+        return 0
+    blend.fitted_on["C_setting"] = C
+    blend.fitted_on["pairs_file"] = Path(args.pairs).name
+    index.manifest["blend"] = blend.to_dict()
+    build_dir = index.save(args.index)
+    print(f"saved the learned blend with the index: {build_dir}")
     return 0
 
 
@@ -266,7 +346,7 @@ def _cmd_serve(args) -> int:
     return 0
 
 
-_COMMANDS = {"build": _cmd_build, "update": _cmd_update, "related": _cmd_related, "evaluate": _cmd_evaluate, "serve": _cmd_serve}
+_COMMANDS = {"build": _cmd_build, "update": _cmd_update, "related": _cmd_related, "evaluate": _cmd_evaluate, "fit-weights": _cmd_fit_weights, "serve": _cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Callable, Literal, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -35,6 +35,9 @@ RERANK_METRICS = {
 }
 RETRIEVE_METRICS = {"R@10": "recall@10", "R@50": "recall@50", "nDCG@10": "ndcg@10", "MRR": "mrr@100"}
 RETRIEVE_DEPTH = 100
+
+Engine = Union[Ranker, Callable[[str], Ranker]]
+"""A ranker, or a function giving the ranker of each query (a cross-validated blend)."""
 
 
 def read_pairs(path: str | Path) -> dict[str, dict[str, int]]:
@@ -109,13 +112,23 @@ def evaluate(
     *,
     mode: Mode = "rerank",
     ranker: Ranker | None = None,
+    engines: Mapping[str, Engine] | None = None,
     baselines: Sequence[str] = BASELINES,
     cache_dir: str | None = None,
 ) -> EvaluationResult:
-    """Evaluate the engine and ``baselines`` on ``pairs`` over the trials of ``index``."""
+    """Evaluate the engine and ``baselines`` on ``pairs`` over the trials of ``index``.
+
+    Args:
+        ranker: the engine (default ``Ranker(index)``), reported as ``engine``.
+        engines: several engine variants by name instead (ablations), each a :class:`Ranker` or
+            a function ``query_id -> Ranker``; all are scored in the same run as the baselines.
+    """
     if mode not in ("rerank", "retrieve"):
         raise InvalidParameter(f"mode must be 'rerank' or 'retrieve', got {mode!r}")
-    ranker = ranker or Ranker(index)
+    if engines is None:
+        engines = {"engine": ranker or Ranker(index)}
+    if not engines or set(engines) & set(baselines):
+        raise InvalidParameter(f"engine names must be given and differ from the baselines: {list(engines)}")
     missing = sorted({q for q in pairs if q not in index} | {c for cs in pairs.values() for c in cs if c not in index})
     if missing:
         logger.warning("%d labelled trials are not in the index and are left out: %s", len(missing), missing[:10])
@@ -135,19 +148,22 @@ def evaluate(
     else:
         needed = None
     methods = {name: make_baseline(name, cache_dir=cache_dir, rows=needed).fit(index) for name in baselines}
-    runs: dict[str, dict] = {"engine": {}, **{name: {} for name in methods}}
+    runs: dict[str, dict] = {**{name: {} for name in engines}, **{name: {} for name in methods}}
     all_rows = np.arange(len(index))
     for q, cands in queries.items():
         q_row = index.row(q)
+        rankers = {name: e if isinstance(e, Ranker) else e(q) for name, e in engines.items()}
         if mode == "rerank":
             ids = list(cands)
             rows = np.array([index.row(c) for c in ids])
-            runs["engine"][q] = _rank_dict(ids, ranker.score(ranker.features(q), rows)[2])
+            for name, r in rankers.items():
+                runs[name][q] = _rank_dict(ids, r.score(r.features(q), rows)[2])
             for name, method in methods.items():
                 runs[name][q] = _rank_dict(ids, method.scores(q_row, rows))
         else:
-            related = ranker.related(q, k=RETRIEVE_DEPTH)
-            runs["engine"][q] = {r.nct_id: float(RETRIEVE_DEPTH - i) for i, r in enumerate(related)}
+            for name, r in rankers.items():
+                related = r.related(q, k=RETRIEVE_DEPTH)
+                runs[name][q] = {x.nct_id: float(RETRIEVE_DEPTH - i) for i, x in enumerate(related)}
             rows = all_rows[all_rows != q_row]
             for name, method in methods.items():
                 scores = method.scores(q_row, rows)

@@ -34,6 +34,17 @@ def _shared(q_values: Sequence[str] | None, c_values: Sequence[str] | None) -> l
     return out
 
 
+def _distinct(values: Sequence[str]) -> list[str]:
+    """Values without case/space variants of earlier ones (a MeSH term equal to a condition)."""
+    seen, out = set(), []
+    for v in values:
+        key = " ".join(v.lower().split())
+        if key not in seen:
+            seen.add(key)
+            out.append(v)
+    return out
+
+
 def explain(query: Trial, cand: Trial, components: dict[str, float], field_cos, fields) -> dict[str, Any]:
     """Why ``cand`` is related to ``query``: facts present in both, and the score components."""
     shared = {
@@ -52,12 +63,12 @@ def explain(query: Trial, cand: Trial, components: dict[str, float], field_cos, 
         "relation": "unknown" if not (q_status and c_status) else ("same" if q_status == c_status else "different"),
     }
     reasons = []
-    topics = list(dict.fromkeys(shared["conditions"] + shared["condition_mesh"]))[:3]
+    topics = _distinct(shared["conditions"] + shared["condition_mesh"])[:3]
     if topics:
-        reasons.append("Same condition: " + ", ".join(topics))
-    drugs = list(dict.fromkeys(shared["interventions"] + shared["intervention_mesh"]))[:2]
+        reasons.append(("Same condition: " if len(topics) == 1 else "Same conditions: ") + " · ".join(topics))
+    drugs = _distinct(shared["interventions"] + shared["intervention_mesh"])[:2]
     if drugs:
-        reasons.append("same intervention: " + ", ".join(drugs))
+        reasons.append(("same intervention: " if len(drugs) == 1 else "same interventions: ") + " · ".join(drugs))
     if phase["relation"] == "same":
         reasons.append(f"same phase ({cand.phase})")
     if not reasons:

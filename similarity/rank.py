@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, Iterable
 
@@ -89,7 +90,8 @@ class Ranker:
         blend: how signals are combined (default: the manifest's saved blend, else
             :class:`~similarity.blend.BlendWeights` defaults).
         n_candidates: trials fetched from the vector backend before the blend re-scores them.
-        diversity: ``None`` or a :class:`~similarity.diversity.Diversity` policy.
+        diversity: ``None`` (off) or a :class:`~similarity.diversity.Diversity` policy for
+            near-duplicate trials (spaced out or collapsed).
     """
 
     def __init__(self, index: TrialIndex, blend: Blend | None = None, n_candidates: int = 300, diversity=None):
@@ -103,6 +105,15 @@ class Ranker:
         self.diversity = diversity
         self.signals = SignalComputer(index)
         self._masks: dict[tuple[str, str], np.ndarray] = {}
+
+    def with_blend(self, blend: Blend | None = None, *, diversity=...) -> "Ranker":
+        """A ranker sharing this one's index and precomputed data, with another blend (or diversity)."""
+        other = copy.copy(self)
+        if blend is not None:
+            other.blend = blend
+        if diversity is not ...:
+            other.diversity = diversity
+        return other
 
     # -------------------------------------------------------------- query features
     def features(self, nct_id: str) -> QueryFeatures:
@@ -203,14 +214,19 @@ class Ranker:
             return []
         signals, components, scores = self.score(query, rows)
         order = np.argsort(-scores, kind="stable")
+        duplicates: dict[int, list[int]] = {}
         if self.diversity is not None:
-            order = self.diversity.reorder(self.index, rows, order, scores, k)
+            reordered = self.diversity.reorder(self.index, rows, order, k)
+            order, duplicates = reordered.order, reordered.duplicates
         fields = self.index.config.text_fields
         field_cols = [signals.names.index(f"field:{f}") for f in fields]
         out = []
         for i in order[:k]:
             trial = self.index.trials[rows[i]]
             parts = {g: float(v[i]) for g, v in components.items()}
+            why = explain(query.trial, trial, parts, signals.values[i, field_cols], fields)
+            if duplicates.get(int(i)):
+                why["near_duplicates"] = [self.index.trials[rows[j]].nct_id for j in duplicates[int(i)]]
             out.append(
                 RelatedTrial(
                     nct_id=trial.nct_id,
@@ -218,7 +234,7 @@ class Ranker:
                     status=trial.overall_status.value if trial.overall_status else None,
                     phase=trial.phase,
                     score=float(sum(parts.values())),
-                    why=explain(query.trial, trial, parts, signals.values[i, field_cols], fields),
+                    why=why,
                 )
             )
         return out

@@ -1,0 +1,113 @@
+"""Near-duplicates in a related list: collapsed under the first of them, or spaced out.
+
+Registries hold families of almost identical trials: one sponsor's programme run as several
+registrations with near-identical text (a vaccine's yearly lots, one protocol per country), or the
+extension study of a protocol next to the protocol itself. Listed together they fill a short
+related list with one study. Two candidates are *near-duplicates* when the cosine of their trial
+vectors is at least ``threshold``, or when they share the lead sponsor and their titles' cosine is
+at least ``title_threshold``.
+
+Walking the list by score, a candidate that is a near-duplicate of one already listed joins that
+trial's group; a group shows at most ``max_per_group`` trials in the top ``k`` and the others are
+moved below (``mode="space"``, nothing is dropped) or left out (``mode="collapse"``). The group's
+shown trial names the others in ``why["near_duplicates"]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import numpy as np
+
+from .exceptions import InvalidParameter
+
+__all__ = ["Diversity", "Reordered"]
+
+
+@dataclasses.dataclass
+class Reordered:
+    """A new order of candidate positions and, for each shown position, its hidden near-duplicates."""
+
+    order: np.ndarray
+    duplicates: dict[int, list[int]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Diversity:
+    """Near-duplicate handling for :class:`~similarity.rank.Ranker` (``diversity=Diversity()``).
+
+    Args:
+        threshold: trial-vector cosine from which two trials are near-duplicates.
+        title_threshold: title cosine from which two trials of the same lead sponsor are.
+        max_per_group: trials of one near-duplicate group shown in the top ``k``.
+        mode: ``space`` moves the others below the top ``k``; ``collapse`` leaves them out.
+    """
+
+    threshold: float = 0.97
+    title_threshold: float = 0.9
+    max_per_group: int = 1
+    mode: Literal["space", "collapse"] = "space"
+
+    def __post_init__(self):
+        if not (0 < self.threshold <= 1 and 0 < self.title_threshold <= 1):
+            raise InvalidParameter(f"thresholds must be in (0, 1], got {self.threshold}, {self.title_threshold}")
+        if self.max_per_group < 1:
+            raise InvalidParameter(f"max_per_group must be >= 1, got {self.max_per_group}")
+        if self.mode not in ("space", "collapse"):
+            raise InvalidParameter(f"mode must be 'space' or 'collapse', got {self.mode!r}")
+
+    def near_duplicates(self, index, rows: np.ndarray) -> np.ndarray:
+        """Boolean ``(n, n)`` matrix: which of the index ``rows`` are near-duplicates of which."""
+        fv = np.asarray(index.field_vectors[rows], dtype=np.float32)
+        tv = index.trial_vectors(fv)
+        dup = tv @ tv.T >= self.threshold
+        fields = list(index.config.text_fields)
+        if "title" in fields:
+            title = fv[:, fields.index("title")]
+            sponsors = np.array([index.trials[r].lead_sponsor or f"\0{r}" for r in rows], dtype=object)
+            same_sponsor = sponsors[:, None] == sponsors[None, :]
+            dup |= same_sponsor & (title @ title.T >= self.title_threshold)
+        np.fill_diagonal(dup, False)
+        return dup
+
+    def reorder(self, index, rows: np.ndarray, order: np.ndarray, k: int) -> Reordered:
+        """Reorder candidate positions ``order`` (best first) of index ``rows`` for a top ``k``."""
+        # Only the head of the list can reach the top k; look a little further than k.
+        head = order[: min(len(order), 4 * k + 16)]
+        dup = self.near_duplicates(index, rows[head])
+        shown: list[int] = []  # positions into head
+        group_of: dict[int, int] = {}  # head position -> head position of its group's first trial
+        counts: dict[int, int] = {}
+        hidden: list[int] = []
+        for i in range(len(head)):
+            if len(shown) >= k:
+                hidden.extend(range(i, len(head)))
+                break
+            firsts = [j for j in shown if dup[i, j]]
+            if not firsts:
+                group_of[i] = i
+                counts[i] = 1
+                shown.append(i)
+                continue
+            group = group_of[firsts[0]]
+            group_of[i] = group
+            if counts[group] < self.max_per_group:
+                counts[group] += 1
+                shown.append(i)
+            else:
+                hidden.append(i)
+        duplicates: dict[int, list[int]] = {}
+        for i in hidden:
+            if i in group_of and group_of[i] != i:
+                duplicates.setdefault(int(head[group_of[i]]), []).append(int(head[i]))
+        if self.mode == "collapse":
+            dropped = {d for ds in duplicates.values() for d in ds}
+            rest = [int(p) for p in order[len(head):]]
+            new = [int(head[i]) for i in shown] + [int(head[i]) for i in hidden if int(head[i]) not in dropped] + rest
+        else:
+            new = [int(head[i]) for i in shown] + [int(head[i]) for i in hidden] + [int(p) for p in order[len(head):]]
+        return Reordered(np.array(new, dtype=np.int64), duplicates)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,230 @@
+"""Learning the blend from labelled pairs, and cross-validating it by query.
+
+The signals of every labelled ``(query, candidate)`` pair (:mod:`similarity.signals`, unavailable
+ones imputed as the blend does at ranking time) are the features; the label is the target.
+
+- ``objective="pairwise"`` (default) fits a logistic regression on the *differences* between a
+  positive and a negative candidate of the same query (a RankNet/RankSVM-style linear ranker):
+  only the order inside a query matters for a related list, not how related trials of one topic
+  compare with those of another.
+- ``objective="pointwise"`` fits it on the pairs themselves (balanced classes).
+
+Features are scaled before fitting and the coefficients mapped back to the raw signals, so a
+:class:`~similarity.blend.LearnedBlend` applies them directly. With ``nonnegative=True`` signals
+that get a negative weight are dropped and the model refitted until all weights are >= 0: with a
+few hundred labels a negative weight on a similarity is noise, and it would make ``why`` claim
+that agreeing on something made a trial *less* related.
+
+:func:`cross_validate_blend` gives every query the blend fitted on the *other* queries
+(``GroupKFold`` by query, leave-one-query-out by default), so no query is scored by weights fitted
+on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Literal, Mapping, Sequence, Union
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+
+from .blend import LearnedBlend, impute
+from .exceptions import InvalidParameter
+
+__all__ = [
+    "LabelledSignals",
+    "labelled_signals",
+    "fit_blend",
+    "cross_validate_blend",
+    "cross_validated_engine",
+    "rerank_ndcg",
+    "C_GRID",
+]
+
+Objective = Literal["pairwise", "pointwise"]
+
+C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+"""Regularisation strengths tried by ``C="auto"`` (chosen by an inner leave-one-query-out)."""
+
+
+@dataclasses.dataclass
+class LabelledSignals:
+    """Imputed signal values of labelled pairs: ``X[i]`` is pair ``(queries[i], candidates[i])``."""
+
+    names: tuple[str, ...]
+    X: np.ndarray
+    y: np.ndarray
+    queries: np.ndarray
+    candidates: np.ndarray
+
+    def subset(self, mask: np.ndarray) -> "LabelledSignals":
+        return LabelledSignals(self.names, self.X[mask], self.y[mask], self.queries[mask], self.candidates[mask])
+
+
+def labelled_signals(ranker, pairs: Mapping[str, Mapping[str, int]]) -> LabelledSignals:
+    """Signals of the labelled pairs whose query and candidate are both in the ranker's index.
+
+    Queries without a positive candidate in the index are left out (they cannot teach an order).
+    """
+    index = ranker.index
+    blocks, ys, qs, cs = [], [], [], []
+    for q, cands in pairs.items():
+        cands = {c: int(l) for c, l in cands.items() if c in index and c != q}
+        if q not in index or not any(cands.values()) or all(cands.values()):
+            continue
+        ids = list(cands)
+        signals = ranker.signals.compute(ranker.features(q), np.array([index.row(c) for c in ids]))
+        blocks.append(impute(signals))
+        ys.extend(cands[c] for c in ids)
+        qs.extend([q] * len(ids))
+        cs.extend(ids)
+    if not blocks:
+        raise InvalidParameter("no labelled query has both a positive and a negative candidate in the index")
+    return LabelledSignals(ranker.signals.names, np.vstack(blocks), np.array(ys), np.array(qs), np.array(cs))
+
+
+def rerank_ndcg(data: LabelledSignals, scores: np.ndarray, k: int = 5) -> float:
+    """Mean nDCG@k (ranx) of ranking each query's labelled candidates by ``scores``."""
+    from ranx import Qrels, Run, evaluate
+
+    qrels, run = {}, {}
+    for q in np.unique(data.queries):
+        rows = np.flatnonzero(data.queries == q)
+        qrels[str(q)] = {str(data.candidates[i]): 1 for i in rows if data.y[i]}
+        order = rows[np.argsort(-scores[rows], kind="stable")]
+        run[str(q)] = {str(data.candidates[i]): float(len(rows) - r) for r, i in enumerate(order)}
+    return float(evaluate(Qrels(qrels), Run(run), f"ndcg@{k}", make_comparable=True))
+
+
+def _choose_C(data: LabelledSignals, grid: Sequence[float], **fit_params) -> float:
+    """The C of ``grid`` with the best leave-one-query-out nDCG@5 on ``data`` (smallest on ties)."""
+    best, best_C = -1.0, grid[0]
+    for C in grid:
+        scores = np.zeros(len(data.y))
+        for q, blend in cross_validate_blend(data, C=C, **fit_params).items():
+            rows = data.queries == q
+            scores[rows] = blend.decision(data.names, data.X[rows])
+        value = rerank_ndcg(data, scores)
+        if value > best + 1e-9:
+            best, best_C = value, C
+    return best_C
+
+
+def _pairwise(data: LabelledSignals) -> tuple[np.ndarray, np.ndarray]:
+    diffs = []
+    for q in np.unique(data.queries):
+        rows = data.queries == q
+        pos, neg = data.X[rows & (data.y == 1)], data.X[rows & (data.y == 0)]
+        diffs.append((pos[:, None, :] - neg[None, :, :]).reshape(-1, data.X.shape[1]))
+    d = np.vstack(diffs)
+    return np.vstack([d, -d]), np.r_[np.ones(len(d)), np.zeros(len(d))]
+
+
+def _fit_once(data: LabelledSignals, keep: np.ndarray, objective: Objective, C: float) -> np.ndarray:
+    if objective == "pairwise":
+        X, y = _pairwise(data)
+        X = X[:, keep]
+        scale = X.std(axis=0)
+        scale[scale == 0] = 1.0
+        model = LogisticRegression(C=C, fit_intercept=False, max_iter=1000).fit(X / scale, y)
+    else:
+        X, y = data.X[:, keep], data.y
+        center, scale = X.mean(axis=0), X.std(axis=0)
+        scale[scale == 0] = 1.0
+        model = LogisticRegression(C=C, class_weight="balanced", max_iter=1000).fit((X - center) / scale, y)
+    coef = np.zeros(len(data.names))
+    coef[keep] = model.coef_[0] / scale
+    return coef
+
+
+def fit_blend(
+    data: LabelledSignals,
+    *,
+    objective: Objective = "pointwise",
+    C: Union[float, Literal["auto"]] = "auto",
+    nonnegative: bool = True,
+    exclude: tuple[str, ...] = (),
+) -> LearnedBlend:
+    """Fit a :class:`LearnedBlend` on labelled signals.
+
+    Args:
+        data: from :func:`labelled_signals`.
+        objective: ``pairwise`` (order inside a query) or ``pointwise`` (each pair on its own).
+        C: inverse L2 regularisation strength of the logistic regression; ``"auto"`` picks it from
+            :data:`C_GRID` by leave-one-query-out nDCG@5 on ``data`` alone (nested inside
+            :func:`cross_validate_blend`, so the held-out query never chooses it).
+        nonnegative: drop signals with negative weights and refit until none is left.
+        exclude: signal names (or group prefixes such as ``"field:"``) never used.
+    """
+    if objective not in ("pairwise", "pointwise"):  # checked first: "auto" fits many models
+        raise InvalidParameter(f"objective must be 'pairwise' or 'pointwise', got {objective!r}")
+    if len(np.unique(data.y)) < 2:
+        raise InvalidParameter("labelled pairs need both positive and negative labels")
+    if C == "auto":
+        if len(np.unique(data.queries)) < 3:
+            C = 1.0
+        else:
+            C = _choose_C(data, C_GRID, objective=objective, nonnegative=nonnegative, exclude=exclude)
+    if not isinstance(C, (int, float)) or C <= 0:
+        raise InvalidParameter(f"C must be > 0 or 'auto', got {C!r}")
+    keep = np.array([not any(n == e or n.startswith(e) for e in exclude) for n in data.names])
+    if not keep.any():
+        raise InvalidParameter(f"exclude={exclude} leaves no signal to fit")
+    while True:
+        coef = _fit_once(data, keep, objective, C)
+        negative = keep & (coef < 0)
+        if not nonnegative or not negative.any() or negative.sum() == keep.sum():
+            break
+        keep &= ~negative
+    if nonnegative:
+        coef = np.maximum(coef, 0.0)
+    # Only the order matters: scale so that a typical score lies in [0, 1].
+    total = np.abs(coef).sum() or 1.0
+    fitted_on = {
+        "pairs": int(len(data.y)),
+        "queries": int(len(np.unique(data.queries))),
+        "objective": objective,
+        "C": float(C),
+        "nonnegative": nonnegative,
+    }
+    return LearnedBlend(coef=tuple(zip(data.names, (coef / total).round(6).tolist())), fitted_on=fitted_on)
+
+
+def cross_validate_blend(
+    data: LabelledSignals, *, n_splits: int | None = None, **fit_params
+) -> dict[str, LearnedBlend]:
+    """For every query, the blend fitted on the other queries' pairs only.
+
+    Args:
+        data: from :func:`labelled_signals`.
+        n_splits: ``GroupKFold`` folds by query; ``None`` = leave one query out.
+        **fit_params: passed to :func:`fit_blend`.
+    """
+    groups = data.queries
+    n_queries = len(np.unique(groups))
+    if n_queries < 2:
+        raise InvalidParameter("cross-validation needs at least 2 labelled queries")
+    if n_splits is not None and not 2 <= n_splits <= n_queries:
+        raise InvalidParameter(f"n_splits must be between 2 and {n_queries} (queries), got {n_splits}")
+    splitter = LeaveOneGroupOut() if n_splits is None else GroupKFold(n_splits=n_splits)
+    blends: dict[str, LearnedBlend] = {}
+    for train, test in splitter.split(data.X, data.y, groups):
+        blend = fit_blend(data.subset(np.isin(np.arange(len(groups)), train)), **fit_params)
+        for q in np.unique(groups[test]):
+            blends[str(q)] = blend
+    return blends
+
+
+def cross_validated_engine(ranker, pairs: Mapping[str, Mapping[str, int]], **fit_params) -> Callable[[str], object]:
+    """``query_id -> Ranker`` whose blend was fitted without that query's pairs.
+
+    Queries that :func:`labelled_signals` leaves out (no positive, or no negative) get the blend
+    fitted on all pairs, which holds none of theirs.
+    """
+    data = labelled_signals(ranker, pairs)
+    blends = cross_validate_blend(data, **fit_params)
+    everything = fit_blend(data, **fit_params)
+    rankers = {q: ranker.with_blend(b) for q, b in blends.items()}
+    default = ranker.with_blend(everything)
+    return lambda query_id: rankers.get(query_id, default)

@@ -1,0 +1,118 @@
+"""The learned blend: it learns what the labels reward, cross-validation never scores a query with
+weights fitted on it, and fit-weights / evaluate --cv work end to end on a saved index."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from similarity import InvalidParameter, Ranker, TrialIndex
+from similarity.blend import LearnedBlend, blend_from_dict
+from similarity.cli import main
+from similarity.fields import attribute_sets
+from similarity.tuning import cross_validate_blend, cross_validated_engine, fit_blend, labelled_signals
+
+
+def mesh_pairs(index, n_queries=12, n_cands=10):
+    """Labels on real trials: related = shares a condition MeSH term (what the blend must learn)."""
+    trials = [t for t in index.trials if t.condition_mesh]
+    mesh = {t.nct_id: attribute_sets(t)["condition_mesh"] for t in trials}
+    pairs = {}
+    for q in trials:
+        shared = [c for c in trials if c is not q and mesh[c.nct_id] & mesh[q.nct_id]]
+        other = [c for c in trials if not mesh[c.nct_id] & mesh[q.nct_id]]
+        if shared and len(other) >= 3:
+            cands = (shared[: n_cands // 2] + other)[:n_cands]
+            pairs[q.nct_id] = {c.nct_id: int(c in shared) for c in cands}
+        if len(pairs) == n_queries:
+            break
+    assert len(pairs) >= 4, "the fixture index needs trials sharing MeSH terms"
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def data(ranker, index):
+    return labelled_signals(ranker, mesh_pairs(index))
+
+
+def test_labelled_signals_shape(data, ranker):
+    assert data.names == ranker.signals.names
+    assert data.X.shape == (len(data.y), len(data.names))
+    assert not np.isnan(data.X).any()
+    assert set(np.unique(data.y)) == {0, 1}
+
+
+@pytest.mark.parametrize("objective", ["pointwise", "pairwise"])
+def test_fit_learns_what_the_labels_reward(data, objective):
+    blend = fit_blend(data, objective=objective, C=1.0)
+    coef = dict(blend.coef)
+    assert min(coef.values()) >= 0  # nonnegative by default
+    assert coef["attr:condition_mesh"] > 0
+    assert coef["attr:condition_mesh"] == max(v for k, v in coef.items() if k.startswith("attr:"))
+    order = np.argsort(-blend.decision(data.names, data.X))
+    # the learned score puts MeSH-sharing pairs first far more often than chance
+    assert data.y[order[: data.y.sum()]].mean() > data.y.mean() + 0.2
+
+
+def test_auto_C_and_exclude(data):
+    blend = fit_blend(data, exclude=("attr:",))
+    assert blend.fitted_on["C"] in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+    assert all(v == 0 for k, v in blend.coef if k.startswith("attr:"))
+    with pytest.raises(InvalidParameter, match="C must be"):
+        fit_blend(data, C=-1.0)
+    with pytest.raises(InvalidParameter, match="objective"):
+        fit_blend(data, objective="listwise")
+
+
+def test_cross_validation_never_uses_the_query_itself(data):
+    blends = cross_validate_blend(data, C=1.0)
+    assert set(blends) == set(np.unique(data.queries))
+    for q in list(blends)[:3]:
+        without_q = fit_blend(data.subset(data.queries != q), C=1.0)
+        assert blends[q].coef == without_q.coef
+        assert blends[q].coef != fit_blend(data, C=1.0).coef
+
+
+def test_learned_blend_round_trips_and_components_add_up(data, ranker, index):
+    blend = fit_blend(data, C=1.0)
+    again = blend_from_dict(json.loads(json.dumps(blend.to_dict())))
+    assert isinstance(again, LearnedBlend) and again.coef == blend.coef
+    learned = ranker.with_blend(again)
+    for r in learned.related(index.trials[0].nct_id, 5):
+        assert sum(r.why["components"].values()) == pytest.approx(r.score, abs=1e-9)
+
+
+def test_cross_validated_engine(ranker, index):
+    pairs = mesh_pairs(index)
+    engine = cross_validated_engine(ranker, pairs, C=1.0)
+    q = next(iter(pairs))
+    assert isinstance(engine(q), Ranker) and engine(q).index is ranker.index
+    assert engine(q).blend != engine("NCT99999999").blend
+
+
+def test_fit_weights_cli_saves_the_blend_and_evaluate_cv(capsys, index_dir, index, tmp_path):
+    copy = tmp_path / "idx"
+    shutil.copytree(index_dir, copy, ignore=shutil.ignore_patterns("cache"))
+    pairs = tmp_path / "pairs.tsv"
+    lines = ["query_id\tcandidate_id\tlabel"]
+    for q, cands in mesh_pairs(index).items():
+        lines += [f"{q}\t{c}\t{label}" for c, label in cands.items()]
+    pairs.write_text("\n".join(lines) + "\n")
+
+    assert main(["evaluate", "--index", str(copy), "--pairs", str(pairs), "--cv", "--baselines", "bm25"]) == 1
+    assert "run related-trials fit-weights first" in capsys.readouterr().err
+
+    assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--C", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "leave-one-query-out" in out and "saved the learned blend" in out
+    reloaded = TrialIndex.load(copy)
+    assert reloaded.manifest["blend"]["method"] == "learned"
+    assert Ranker(reloaded).blend.method == "learned"
+
+    assert main(["evaluate", "--index", str(copy), "--pairs", str(pairs), "--cv", "--json", "--baselines", "bm25"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["methods"]) == {"engine", "bm25"}
+
+    assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--C", "many"]) == 1
+    assert "--C must be" in capsys.readouterr().err

@@ -203,7 +203,7 @@ def run_tests(paths: list[str], *options: str) -> tuple[str, float]:
 
 def summary_line(output: str) -> str:
     lines = [line.strip("= ") for line in output.splitlines() if re.search(r"\d+ (passed|failed)", line)]
-    return lines[-1] if lines else "no pytest summary line (see the run's output)"
+    return re.sub(r" in [0-9.]+s.*$", "", lines[-1]) if lines else "no pytest summary line (see the run's output)"
 
 
 def test_sections() -> list[str]:
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--duration, --concurrency and --interval must be positive")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    command = "python scripts/soak.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = " ".join(["python scripts/soak.py", shlex.join(argv if argv is not None else sys.argv[1:])]).strip()
 
     with tempfile.TemporaryDirectory(prefix="soak-") as work:
         index, cache = Path(work) / "index", Path(work) / "cache"

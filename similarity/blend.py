@@ -24,7 +24,11 @@ import numpy as np
 from .exceptions import InvalidParameter
 from .signals import GROUPS, Signals
 
-__all__ = ["BlendWeights", "LearnedBlend", "RRFBlend", "Blend", "blend_from_dict", "impute"]
+__all__ = ["BlendWeights", "LearnedBlend", "RRFBlend", "Blend", "blend_from_dict", "default_blend", "impute"]
+
+DEFAULT_BLEND_FILE = "default_blend.json"
+"""The learned blend shipped with the package (``related-trials fit-weights --export``), in
+``similarity/``: fitted on trialsim-dev for the default index layout."""
 
 
 def _pairs(values) -> tuple[tuple[str, float], ...]:
@@ -175,3 +179,25 @@ def blend_from_dict(data: Mapping[str, Any]) -> Blend:
     if method == "rrf":
         return RRFBlend(**data)
     raise InvalidParameter(f"unknown blend method {method!r}; allowed: wsum, learned, rrf")
+
+
+def default_blend(signal_names: tuple[str, ...]) -> Blend:
+    """The blend a new index gets: the shipped learned blend when it covers the index's signals.
+
+    It covers them when every embedded field of the index has a coefficient (an attribute that no
+    trial of the corpus has is simply absent); another layout (other fields) gets
+    :class:`BlendWeights`.
+    """
+    import json
+    from importlib import resources
+
+    try:
+        data = json.loads(resources.files("similarity").joinpath(DEFAULT_BLEND_FILE).read_text())
+        blend = blend_from_dict(data)
+    except (OSError, ValueError, KeyError, InvalidParameter):
+        return BlendWeights()
+    coef = dict(blend.coef) if isinstance(blend, LearnedBlend) else {}
+    fields = {n for n in signal_names if n.startswith("field:")}
+    if coef and fields <= set(coef):
+        return blend
+    return BlendWeights()

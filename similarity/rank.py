@@ -7,7 +7,8 @@
    and BM25 for each candidate; a blend (:mod:`similarity.blend`: fixed weights by default, or
    the weights fitted by ``related-trials fit-weights`` and saved in the manifest) turns them
    into the ``semantic``, ``structured`` and ``lexical`` components, which add up to the score.
-3. Optionally near-duplicates are spaced out (:mod:`similarity.diversity`).
+3. Near-duplicates (one programme's near-identical registrations) are spaced out below the top
+   ``k`` by default (:mod:`similarity.diversity`; ``diversity=None`` turns it off).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .blend import Blend, BlendWeights, blend_from_dict
+from .blend import Blend, BlendWeights, blend_from_dict, default_blend
+from .diversity import Diversity
 from .exceptions import InvalidParameter
 from .explain import explain
 from .fields import concatenated_text, structured_table, text_table
@@ -87,23 +89,29 @@ class Ranker:
 
     Args:
         index: the loaded index.
-        blend: how signals are combined (default: the manifest's saved blend, else
-            :class:`~similarity.blend.BlendWeights` defaults).
+        blend: how signals are combined (default: the blend saved in the manifest, else
+            :func:`~similarity.blend.default_blend`).
         n_candidates: trials fetched from the vector backend before the blend re-scores them.
-        diversity: ``None`` (off) or a :class:`~similarity.diversity.Diversity` policy for
-            near-duplicate trials (spaced out or collapsed).
+        diversity: the :class:`~similarity.diversity.Diversity` policy for near-duplicate trials
+            (default: spaced out below the top ``k``), or ``None`` to list them as ranked.
     """
 
-    def __init__(self, index: TrialIndex, blend: Blend | None = None, n_candidates: int = 300, diversity=None):
+    def __init__(
+        self,
+        index: TrialIndex,
+        blend: Blend | None = None,
+        n_candidates: int = 300,
+        diversity: Diversity | None = Diversity(),
+    ):
         if n_candidates < 1:
             raise InvalidParameter(f"n_candidates must be >= 1, got {n_candidates}")
         self.index = index
+        self.signals = SignalComputer(index)
         if blend is None and "blend" in index.manifest:
             blend = blend_from_dict(index.manifest["blend"])
-        self.blend = blend or BlendWeights()
+        self.blend = blend or default_blend(self.signals.names)
         self.n_candidates = n_candidates
         self.diversity = diversity
-        self.signals = SignalComputer(index)
         self._masks: dict[tuple[str, str], np.ndarray] = {}
 
     def with_blend(self, blend: Blend | None = None, *, diversity=...) -> "Ranker":

@@ -44,8 +44,8 @@ __all__ = [
 
 Objective = Literal["pairwise", "pointwise"]
 
-C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-"""Regularisation strengths tried by ``C="auto"`` (chosen by an inner leave-one-query-out)."""
+C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
+"""Regularisation strengths tried by ``C="auto"`` (chosen by an inner 4-fold CV by query)."""
 
 
 @dataclasses.dataclass
@@ -97,15 +97,29 @@ def rerank_ndcg(data: LabelledSignals, scores: np.ndarray, k: int = 5) -> float:
     return float(evaluate(Qrels(qrels), Run(run), f"ndcg@{k}", make_comparable=True))
 
 
+def _mean_ndcg(data: LabelledSignals, scores: np.ndarray, k: int = 5) -> float:
+    """Mean binary nDCG@k per query, in NumPy (the inner loop of ``C="auto"``; equals ranx's)."""
+    values = []
+    discounts = 1 / np.log2(np.arange(2, k + 2))
+    for q in np.unique(data.queries):
+        rows = data.queries == q
+        y = data.y[rows]
+        top = y[np.argsort(-scores[rows], kind="stable")[:k]]
+        ideal = np.sort(y)[::-1][:k]
+        values.append((top * discounts[: len(top)]).sum() / max((ideal * discounts[: len(ideal)]).sum(), 1e-12))
+    return float(np.mean(values))
+
+
 def _choose_C(data: LabelledSignals, grid: Sequence[float], **fit_params) -> float:
-    """The C of ``grid`` with the best leave-one-query-out nDCG@5 on ``data`` (smallest on ties)."""
+    """The C of ``grid`` with the best query-grouped 4-fold nDCG@5 on ``data`` (smallest on ties)."""
     best, best_C = -1.0, grid[0]
+    n_splits = min(4, len(np.unique(data.queries)))
     for C in grid:
         scores = np.zeros(len(data.y))
-        for q, blend in cross_validate_blend(data, C=C, **fit_params).items():
+        for q, blend in cross_validate_blend(data, C=C, n_splits=n_splits, **fit_params).items():
             rows = data.queries == q
             scores[rows] = blend.decision(data.names, data.X[rows])
-        value = rerank_ndcg(data, scores)
+        value = _mean_ndcg(data, scores)
         if value > best + 1e-9:
             best, best_C = value, C
     return best_C
@@ -127,12 +141,13 @@ def _fit_once(data: LabelledSignals, keep: np.ndarray, objective: Objective, C: 
         X = X[:, keep]
         scale = X.std(axis=0)
         scale[scale == 0] = 1.0
-        model = LogisticRegression(C=C, fit_intercept=False, max_iter=1000).fit(X / scale, y)
+        model = LogisticRegression(C=C, fit_intercept=False, solver="newton-cholesky", max_iter=200).fit(X / scale, y)
     else:
         X, y = data.X[:, keep], data.y
         center, scale = X.mean(axis=0), X.std(axis=0)
         scale[scale == 0] = 1.0
-        model = LogisticRegression(C=C, class_weight="balanced", max_iter=1000).fit((X - center) / scale, y)
+        model = LogisticRegression(C=C, class_weight="balanced", solver="newton-cholesky", max_iter=200)
+        model.fit((X - center) / scale, y)
     coef = np.zeros(len(data.names))
     coef[keep] = model.coef_[0] / scale
     return coef
@@ -152,7 +167,7 @@ def fit_blend(
         data: from :func:`labelled_signals`.
         objective: ``pairwise`` (order inside a query) or ``pointwise`` (each pair on its own).
         C: inverse L2 regularisation strength of the logistic regression; ``"auto"`` picks it from
-            :data:`C_GRID` by leave-one-query-out nDCG@5 on ``data`` alone (nested inside
+            :data:`C_GRID` by 4-fold (by query) nDCG@5 on ``data`` alone (nested inside
             :func:`cross_validate_blend`, so the held-out query never chooses it).
         nonnegative: drop signals with negative weights and refit until none is left.
         exclude: signal names (or group prefixes such as ``"field:"``) never used.

@@ -1,0 +1,259 @@
+"""Write benchmarks/quality.md: the engine and its ablations against the baselines, same run.
+
+    python scripts/quality_report.py --index indexes/demo --pairs data/trialsim-dev/pairs.tsv
+
+``--index`` must hold the labelled trials (trialsim-dev) and the corpus (``make demo`` builds it).
+The field and model ablations need per-field vectors the default index does not store (criteria,
+description, outcomes; mpnet), so they run on small indexes of the labelled trials only, built
+under ``--work-dir`` (embeddings cached in ``--cache-dir``). Every learned blend is scored by
+leave-one-query-out: no query is ranked by weights fitted on its own pairs.
+Hand-written notes below the ``<!-- notes -->`` line of the output are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from similarity import BlendWeights, Ranker, TrialIndex, build_index, load_trials
+from similarity.blend import RRFBlend
+from similarity.diversity import Diversity
+from similarity.evaluate import RERANK_METRICS, RETRIEVE_METRICS, evaluate, read_pairs
+from similarity.index import IndexConfig
+from similarity.tuning import cross_validated_engine
+
+NOTES = "<!-- notes -->"
+BASELINES = ("tfidf", "bm25", "dense")
+
+
+def _signal_ablation(ranker, pairs, fit) -> dict:
+    """Learned (cross-validated) blends with one signal group left out, or only one kept."""
+    groups = {"semantic": ("field:",), "structured": ("attr:",), "lexical": ("lexical",)}
+    engines = {}
+    for name, prefixes in groups.items():
+        others = tuple(p for g, ps in groups.items() if g != name for p in ps)
+        engines[f"only {name} (learned)"] = cross_validated_engine(ranker, pairs, exclude=others, **fit)
+        engines[f"without {name} (learned)"] = cross_validated_engine(ranker, pairs, exclude=prefixes, **fit)
+    return engines
+
+
+def _without_diversity(engine):
+    if isinstance(engine, Ranker):
+        return engine.with_blend(diversity=None)
+    return lambda query_id: engine(query_id).with_blend(diversity=None)
+
+
+def _table(result, title: str) -> list[str]:
+    names = list(next(iter(result.methods.values())))
+    lines = [f"**{title}** — {result.queries} queries ({result.skipped} skipped without a positive)", ""]
+    lines.append("| method | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---:|" * len(names))
+    for method, values in result.methods.items():
+        label = f"*{method}*" if method in BASELINES else method
+        lines.append(f"| {label} | " + " | ".join(f"{values[n]:.4f}" for n in names) + " |")
+    return lines + [""]
+
+
+def _gap(result, engine: str, metric: str) -> str:
+    best = max(BASELINES, key=lambda b: result.methods[b][metric] if b in result.methods else -1)
+    diff = result.methods[engine][metric] - result.methods[best][metric]
+    return f"{engine} {result.methods[engine][metric]:.4f} vs best baseline {best} {result.methods[best][metric]:.4f}: {diff:+.4f}"
+
+
+def _per_query(index, pairs, engine, baseline_name, metric, cache_dir):
+    """Paired bootstrap 95% interval of the per-query difference engine - baseline."""
+    from ranx import Qrels, Run
+    from ranx import evaluate as ranx_evaluate
+
+    from similarity.baselines import make_baseline
+    from similarity.evaluate import _rank_dict
+
+    result_runs = {}
+    method = make_baseline(baseline_name, cache_dir=cache_dir).fit(index)
+    qrels = {}
+    for q, cands in pairs.items():
+        cands = {c: l for c, l in cands.items() if c in index}
+        if q not in index or not any(cands.values()):
+            continue
+        qrels[q] = {c: 1 for c, l in cands.items() if l}
+        ids = list(cands)
+        rows = np.array([index.row(c) for c in ids])
+        ranker = engine if isinstance(engine, Ranker) else engine(q)
+        result_runs.setdefault("engine", {})[q] = _rank_dict(ids, ranker.score(ranker.features(q), rows)[2])
+        result_runs.setdefault(baseline_name, {})[q] = _rank_dict(ids, method.scores(index.row(q), rows))
+    a = ranx_evaluate(Qrels(qrels), Run(result_runs["engine"]), metric, return_mean=False, make_comparable=True)
+    b = ranx_evaluate(Qrels(qrels), Run(result_runs[baseline_name]), metric, return_mean=False, make_comparable=True)
+    diff = np.asarray(a) - np.asarray(b)
+    rng = np.random.default_rng(0)
+    means = rng.choice(diff, size=(5000, len(diff)), replace=True).mean(axis=1)
+    return float(diff.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def _examples(index, ranker, pairs, queries, k=5) -> list[str]:
+    lines = []
+    for q in queries:
+        trial = index.trial(q)
+        labels = pairs.get(q, {})
+        lines.append(f"**{q}** — {trial.title} ({trial.overall_status.value if trial.overall_status else '?'}, "
+                     f"{trial.phase or 'NA'}; conditions: {', '.join((trial.conditions or [])[:3]) or '-'})")
+        lines.append("")
+        lines.append("| # | NCT ID | title | status | phase | label | why |")
+        lines.append("|---:|---|---|---|---|---|---|")
+        for i, r in enumerate(ranker.related(q, k), start=1):
+            label = {1: "related", 0: "not related"}.get(labels.get(r.nct_id), "unlabelled")
+            title = r.title.replace("|", "/")[:90]
+            lines.append(f"| {i} | {r.nct_id} | {title} | {r.status or '-'} | {r.phase or '-'} | {label} | "
+                         f"{r.why['summary'].replace('|', '/')} |")
+        found = sum(labels.get(r.nct_id) == 1 for r in ranker.related(q, k))
+        lines.append("")
+        lines.append(f"{found} of the {sum(labels.values())} labelled related trials are in this top {k}; "
+                     f"{sum(labels.get(r.nct_id) == 0 for r in ranker.related(q, k))} labelled unrelated.")
+        lines.append("")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--index", default="indexes/demo")
+    parser.add_argument("--pairs", default="data/trialsim-dev/pairs.tsv")
+    parser.add_argument("--trials", default="data/trialsim-dev/trials.jsonl", help="labelled trials (ablation indexes)")
+    parser.add_argument("--work-dir", default="indexes/ablation")
+    parser.add_argument("--cache-dir", default=".cache/embeddings")
+    parser.add_argument("--out", default="benchmarks/quality.md")
+    parser.add_argument("--examples", default="NCT00894101,NCT02756858,NCT01801631")
+    parser.add_argument("--skip-models", action="store_true", help="leave out the MiniLM vs mpnet rows")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+
+    pairs = read_pairs(args.pairs)
+    index = TrialIndex.load(args.index)
+    shipped = Ranker(index, diversity=Diversity())  # what `related` and the API serve by default
+    fit = {}
+    if shipped.blend.method == "learned":
+        fit = {"objective": shipped.blend.fitted_on.get("objective", "pointwise"),
+               "C": shipped.blend.fitted_on.get("C_setting", "auto")}
+    default = cross_validated_engine(shipped, pairs, **fit) if shipped.blend.method == "learned" else shipped
+    fixed = Ranker(index, BlendWeights())
+    engines = {
+        "engine (default)": default,
+        "engine, diversity off": _without_diversity(default),
+        "fixed weights (hand-set)": fixed,
+        "RRF of the groups": fixed.with_blend(RRFBlend()),
+        "learned pointwise": cross_validated_engine(fixed, pairs, objective="pointwise"),
+        "learned pairwise": cross_validated_engine(fixed, pairs, objective="pairwise"),
+        **_signal_ablation(fixed, pairs, fit),
+    }
+    sections = {}
+    for mode in ("rerank", "retrieve"):
+        sections[mode] = evaluate(index, pairs, mode=mode, engines=engines, baselines=BASELINES, cache_dir=args.cache_dir)
+
+    # fields and encoding, on an index of the labelled trials with every field embedded
+    work = Path(args.work_dir)
+    labelled = load_trials([args.trials])
+    field_index = _ensure(work / "all-fields", labelled, IndexConfig(
+        text_fields=("title", "conditions", "interventions", "summary", "description", "criteria", "outcomes"),
+        max_chunks=3), args.cache_dir)
+    f_ranker = Ranker(field_index, BlendWeights())
+    field_engines = {}
+    for f in field_index.config.text_fields:
+        field_engines[f"only {f}"] = f_ranker.with_blend(BlendWeights(1.0, 0.0, 0.0, fields={f: 1.0}))
+    field_sets = {
+        "title + conditions + interventions": ("title", "conditions", "interventions"),
+        "title + conditions + interventions + summary (default)": ("title", "conditions", "interventions", "summary"),
+        "all seven fields": field_index.config.text_fields,
+    }
+    for name, fields in field_sets.items():
+        weights = {f: 1.0 for f in fields}
+        field_engines[f"{name}, semantic only"] = f_ranker.with_blend(BlendWeights(1.0, 0.0, 0.0, fields=weights))
+        excluded = tuple(f"field:{f}" for f in field_index.config.text_fields if f not in fields)
+        field_engines[f"{name}, learned blend"] = cross_validated_engine(f_ranker, pairs, exclude=excluded, **fit)
+    fields_result = evaluate(field_index, pairs, engines=field_engines, baselines=BASELINES, cache_dir=args.cache_dir)
+
+    models = {}
+    if not args.skip_models:
+        for name, model in (("MiniLM", "all-MiniLM-L6-v2"), ("mpnet", "all-mpnet-base-v2")):
+            m_index = _ensure(work / name.lower(), labelled, IndexConfig(model=model), args.cache_dir)
+            m_ranker = Ranker(m_index, BlendWeights())
+            models[name] = evaluate(m_index, pairs, engines={
+                "fixed weights": m_ranker,
+                "learned": cross_validated_engine(m_ranker, pairs, **fit),
+            }, baselines=("dense",), cache_dir=args.cache_dir)
+
+    interval = _per_query(index, pairs, default, "bm25", "ndcg@5", args.cache_dir)
+    example_ranker = shipped
+    lines = _report(args, index, shipped, sections, fields_result, field_index, models, interval, fit)
+    lines += ["## Example related lists (default engine, whole index)", ""]
+    lines += _examples(index, example_ranker, pairs, [q for q in args.examples.split(",") if q])
+    lines.append(f"_Report written in {time.perf_counter() - started:.0f} s._")
+    out = Path(args.out)
+    notes = ""
+    if out.exists() and NOTES in out.read_text():
+        notes = out.read_text().split(NOTES, 1)[1]
+    out.write_text("\n".join(lines) + "\n\n" + NOTES + (notes or "\n"))
+    print(f"wrote {out}")
+    return 0
+
+
+def _ensure(path: Path, trials, config: IndexConfig, cache_dir: str) -> TrialIndex:
+    try:
+        return TrialIndex.load(path, expect=config)
+    except Exception:  # missing or another layout: (re)build it
+        build_index(trials, config, cache_dir=cache_dir, progress=True).save(path)
+        return TrialIndex.load(path, expect=config)
+
+
+def _report(args, index, shipped, sections, fields_result, field_index, models, interval, fit) -> list[str]:
+    m = index.manifest
+    lines = [
+        "# Ranking quality on trialsim-dev",
+        "",
+        f"- date: {dt.date.today().isoformat()}; machine: {platform.node() or 'unknown'}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`",
+        f"- index: `{args.index}` — {m['count']} trials (the labelled trials plus the 7,003-trial corpus), model "
+        f"{m['model']}, fields {', '.join(m['text_fields'])}, built {m['built_at']}",
+        f"- pairs: `{args.pairs}`; shipped blend: {shipped.blend.method}"
+        + (f" ({fit['objective']}, C={shipped.blend.fitted_on.get('C')})" if fit else ""),
+        "- every *learned* row is cross-validated by query (leave-one-query-out, C chosen inside each fold);"
+        " baselines (*tfidf*, *bm25*, *dense*: one embedding of the concatenated text) are computed in the same run"
+        " on the same index's trials",
+        "",
+        "## Headline",
+        "",
+        f"- rerank nDCG@5: {_gap(sections['rerank'], 'engine (default)', 'nDCG@5')}",
+        f"- retrieve R@10: {_gap(sections['retrieve'], 'engine (default)', 'R@10')}",
+    ]
+    if interval:
+        lines.append(f"- per-query paired bootstrap, engine minus bm25, rerank nDCG@5: mean {interval[0]:+.4f}, "
+                     f"95% interval [{interval[1]:+.4f}, {interval[2]:+.4f}] over {sections['rerank'].queries} queries")
+    lines += ["", "## Rerank (each query's labelled candidates; Trial2Vec protocol)", ""]
+    lines += _table(sections["rerank"], "rerank, whole index")
+    lines += ["## Retrieve (the whole index ranked; labelled positives relevant)", ""]
+    lines += _table(sections["retrieve"], "retrieve, whole index")
+    lines += ["## Fields and encoding (rerank)", "",
+              f"Index of the {len(field_index)} labelled trials only, every field embedded (long fields in up to "
+              f"{field_index.config.max_chunks} chunks of {field_index.config.chunk_words} words); *dense* is the "
+              "one-concatenated-text variant.", ""]
+    lines += _table(fields_result, "rerank, labelled trials, per field")
+    if models:
+        lines += ["## Model: MiniLM vs mpnet (rerank, labelled trials, default fields)", ""]
+        lines += ["| model | engine, fixed weights nDCG@5 | engine, learned nDCG@5 | dense nDCG@5 | MAP (learned) |",
+                  "|---|---:|---:|---:|---:|"]
+        for name, res in models.items():
+            mm = res.methods
+            lines.append(f"| {name} | {mm['fixed weights']['nDCG@5']:.4f} | {mm['learned']['nDCG@5']:.4f} | "
+                         f"{mm['dense']['nDCG@5']:.4f} | {mm['learned']['MAP']:.4f} |")
+        lines.append("")
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())

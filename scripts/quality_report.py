@@ -45,6 +45,11 @@ def _signal_ablation(ranker, pairs, fit) -> dict:
     return engines
 
 
+def _only(index, fields) -> dict[str, float]:
+    """Field weights that keep ``fields`` (equal weights) and zero the index's other fields."""
+    return {f: float(f in fields) for f in index.config.text_fields}
+
+
 def _without_diversity(engine):
     if isinstance(engine, Ranker):
         return engine.with_blend(diversity=None)
@@ -139,7 +144,8 @@ def main(argv=None) -> int:
     fit = {}
     if shipped.blend.method == "learned":
         fit = {"objective": shipped.blend.fitted_on.get("objective", "pointwise"),
-               "C": shipped.blend.fitted_on.get("C_setting", "auto")}
+               "C": shipped.blend.fitted_on.get("C_setting", "auto"),
+               "random_negatives": shipped.blend.fitted_on.get("random_negatives", 0)}
     default = cross_validated_engine(shipped, pairs, **fit) if shipped.blend.method == "learned" else shipped
     fixed = Ranker(index, BlendWeights())
     engines = {
@@ -147,7 +153,8 @@ def main(argv=None) -> int:
         "engine, diversity off": _without_diversity(default),
         "fixed weights (hand-set)": fixed,
         "RRF of the groups": fixed.with_blend(RRFBlend()),
-        "learned pointwise": cross_validated_engine(fixed, pairs, objective="pointwise"),
+        "learned pointwise, labelled pairs only": cross_validated_engine(
+            fixed, pairs, objective="pointwise", random_negatives=0),
         "learned pairwise": cross_validated_engine(fixed, pairs, objective="pairwise"),
         **_signal_ablation(fixed, pairs, fit),
     }
@@ -164,14 +171,14 @@ def main(argv=None) -> int:
     f_ranker = Ranker(field_index, BlendWeights())
     field_engines = {}
     for f in field_index.config.text_fields:
-        field_engines[f"only {f}"] = f_ranker.with_blend(BlendWeights(1.0, 0.0, 0.0, fields={f: 1.0}))
+        field_engines[f"only {f}"] = f_ranker.with_blend(BlendWeights(1.0, 0.0, 0.0, fields=_only(field_index, [f])))
     field_sets = {
         "title + conditions + interventions": ("title", "conditions", "interventions"),
         "title + conditions + interventions + summary (default)": ("title", "conditions", "interventions", "summary"),
         "all seven fields": field_index.config.text_fields,
     }
     for name, fields in field_sets.items():
-        weights = {f: 1.0 for f in fields}
+        weights = _only(field_index, fields)
         field_engines[f"{name}, semantic only"] = f_ranker.with_blend(BlendWeights(1.0, 0.0, 0.0, fields=weights))
         excluded = tuple(f"field:{f}" for f in field_index.config.text_fields if f not in fields)
         field_engines[f"{name}, learned blend"] = cross_validated_engine(f_ranker, pairs, exclude=excluded, **fit)
@@ -221,7 +228,8 @@ def _report(args, index, shipped, sections, fields_result, field_index, models, 
         f"- index: `{args.index}` — {m['count']} trials (the labelled trials plus the 7,003-trial corpus), model "
         f"{m['model']}, fields {', '.join(m['text_fields'])}, built {m['built_at']}",
         f"- pairs: `{args.pairs}`; shipped blend: {shipped.blend.method}"
-        + (f" ({fit['objective']}, C={shipped.blend.fitted_on.get('C')})" if fit else ""),
+        + (f" ({fit['objective']} logistic regression, C={shipped.blend.fitted_on.get('C')}, "
+           f"{fit['random_negatives']} random negatives per query)" if fit else ""),
         "- every *learned* row is cross-validated by query (leave-one-query-out, C chosen inside each fold);"
         " baselines (*tfidf*, *bm25*, *dense*: one embedding of the concatenated text) are computed in the same run"
         " on the same index's trials",
@@ -234,7 +242,9 @@ def _report(args, index, shipped, sections, fields_result, field_index, models, 
     if interval:
         lines.append(f"- per-query paired bootstrap, engine minus bm25, rerank nDCG@5: mean {interval[0]:+.4f}, "
                      f"95% interval [{interval[1]:+.4f}, {interval[2]:+.4f}] over {sections['rerank'].queries} queries")
-    lines += ["", "## Rerank (each query's labelled candidates; Trial2Vec protocol)", ""]
+    lines += ["", "## Rerank (each query's labelled candidates; Trial2Vec protocol)", "",
+              "Rerank scores the labelled candidates directly, so diversity (which reorders a related list) "
+              "changes nothing here; it shows in retrieve.", ""]
     lines += _table(sections["rerank"], "rerank, whole index")
     lines += ["## Retrieve (the whole index ranked; labelled positives relevant)", ""]
     lines += _table(sections["retrieve"], "retrieve, whole index")

@@ -100,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--pairs", required=True, metavar="PAIRS.tsv", help="TSV: query_id, candidate_id, label")
     fit.add_argument("--objective", choices=["pointwise", "pairwise"], default="pointwise")
     fit.add_argument("--C", default="auto", help="L2 strength of the logistic regression, or 'auto' (default)")
+    fit.add_argument("--random-negatives", type=int, default=30, metavar="N",
+                     help="random index trials added per query as unrelated (default 30; 0: labelled pairs only)")
     fit.add_argument("--dry-run", action="store_true", help="print the weights and figures, do not save")
     fit.add_argument("--export", metavar="FILE", help="also write the blend as JSON (similarity/default_blend.json ships it)")
 
@@ -281,7 +283,8 @@ def _cmd_evaluate(args) -> int:
             )
         fitted = ranker.blend.fitted_on
         engine = cross_validated_engine(
-            ranker, pairs, objective=fitted.get("objective", "pointwise"), C=fitted.get("C_setting", "auto")
+            ranker, pairs, objective=fitted.get("objective", "pointwise"), C=fitted.get("C_setting", "auto"),
+            random_negatives=fitted.get("random_negatives", 0),
         )
     result = evaluate(index, pairs, mode=args.mode, engines={"engine": engine}, baselines=baselines, cache_dir=cache_dir)
     if args.json:
@@ -307,8 +310,11 @@ def _cmd_fit_weights(args) -> int:
     pairs = read_pairs(args.pairs)
     index = TrialIndex.load(args.index, mmap=False)
     ranker = Ranker(index, BlendWeights())
-    data = labelled_signals(ranker, pairs)
+    if args.random_negatives < 0:
+        raise InvalidParameter(f"--random-negatives must be >= 0, got {args.random_negatives}")
+    data = labelled_signals(ranker, pairs, random_negatives=args.random_negatives)
     blend = fit_blend(data, objective=args.objective, C=C)
+    blend.fitted_on["random_negatives"] = args.random_negatives
     fixed = np.zeros(len(data.y))
     learned = np.zeros(len(data.y))
     for q, fold_blend in cross_validate_blend(data, objective=args.objective, C=C).items():
@@ -318,8 +324,11 @@ def _cmd_fit_weights(args) -> int:
         fixed[rows] = ranker.score(ranker.features(q), cands)[2]
     print(f"fitted on {blend.fitted_on['pairs']} pairs of {blend.fitted_on['queries']} queries "
           f"({args.objective}, C={blend.fitted_on['C']:g})")
-    print(f"rerank nDCG@5 on these pairs: fixed weights (nothing fitted) {rerank_ndcg(data, fixed):.4f}, "
-          f"learned blend cross-validated by query {rerank_ndcg(data, learned):.4f}")
+    labelled = np.array([c in pairs[q] for q, c in zip(data.queries, data.candidates)])
+    only = data.subset(labelled)
+    print(f"rerank nDCG@5 on the labelled pairs: fixed weights (nothing fitted) "
+          f"{rerank_ndcg(only, fixed[labelled]):.4f}, learned blend cross-validated by query "
+          f"{rerank_ndcg(only, learned[labelled]):.4f}")
     for name, weight in sorted(blend.coef, key=lambda x: -x[1]):
         if weight:
             print(f"  {name:28s} {weight:.4f}")

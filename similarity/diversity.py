@@ -7,10 +7,12 @@ related list with one study. Two candidates are *near-duplicates* when the cosin
 vectors is at least ``threshold``, or when they share the lead sponsor and their titles' cosine is
 at least ``title_threshold``.
 
-Walking the list by score, a candidate that is a near-duplicate of one already listed joins that
-trial's group; a group shows at most ``max_per_group`` trials in the top ``k`` and the others are
-moved below (``mode="space"``, nothing is dropped) or left out (``mode="collapse"``). The group's
-shown trial names the others in ``why["near_duplicates"]``.
+Walking the list by score, a candidate joins the group of its best-scored near-duplicate. With
+``mode="space"`` (default) a group shows at most ``max_per_group`` trials in any ``window``
+consecutive places: the others move down just enough, nothing is dropped, so the top 5 of a
+widget shows one trial per programme while a longer list still holds the whole family. With
+``mode="collapse"`` only the group's best trial is listed. The group's first trial names the
+others in ``why["near_duplicates"]``.
 """
 
 from __future__ import annotations
@@ -40,13 +42,15 @@ class Diversity:
     Args:
         threshold: trial-vector cosine from which two trials are near-duplicates.
         title_threshold: title cosine from which two trials of the same lead sponsor are.
-        max_per_group: trials of one near-duplicate group shown in the top ``k``.
-        mode: ``space`` moves the others below the top ``k``; ``collapse`` leaves them out.
+        max_per_group: trials of one near-duplicate group in any ``window`` consecutive places.
+        window: the run of places ``max_per_group`` applies to (5: one per group in a top 5).
+        mode: ``space`` moves the others down just enough; ``collapse`` leaves them out.
     """
 
     threshold: float = 0.97
     title_threshold: float = 0.9
     max_per_group: int = 1
+    window: int = 5
     mode: Literal["space", "collapse"] = "space"
 
     def __post_init__(self):
@@ -54,6 +58,8 @@ class Diversity:
             raise InvalidParameter(f"thresholds must be in (0, 1], got {self.threshold}, {self.title_threshold}")
         if self.max_per_group < 1:
             raise InvalidParameter(f"max_per_group must be >= 1, got {self.max_per_group}")
+        if self.window < 1:
+            raise InvalidParameter(f"window must be >= 1, got {self.window}")
         if self.mode not in ("space", "collapse"):
             raise InvalidParameter(f"mode must be 'space' or 'collapse', got {self.mode!r}")
 
@@ -76,37 +82,27 @@ class Diversity:
         # Only the head of the list can reach the top k; look a little further than k.
         head = order[: min(len(order), 4 * k + 16)]
         dup = self.near_duplicates(index, rows[head])
-        shown: list[int] = []  # positions into head
-        group_of: dict[int, int] = {}  # head position -> head position of its group's first trial
-        counts: dict[int, int] = {}
-        hidden: list[int] = []
+        group = np.arange(len(head))  # each trial's group: its best-scored near-duplicate
         for i in range(len(head)):
-            if len(shown) >= k:
-                hidden.extend(range(i, len(head)))
-                break
-            firsts = [j for j in shown if dup[i, j]]
-            if not firsts:
-                group_of[i] = i
-                counts[i] = 1
-                shown.append(i)
-                continue
-            group = group_of[firsts[0]]
-            group_of[i] = group
-            if counts[group] < self.max_per_group:
-                counts[group] += 1
-                shown.append(i)
-            else:
-                hidden.append(i)
-        duplicates: dict[int, list[int]] = {}
-        for i in hidden:
-            if i in group_of and group_of[i] != i:
-                duplicates.setdefault(int(head[group_of[i]]), []).append(int(head[i]))
+            earlier = np.flatnonzero(dup[i, :i])
+            if len(earlier):
+                group[i] = group[earlier[0]]
+        members: dict[int, list[int]] = {}
+        for i, g in enumerate(group):
+            members.setdefault(int(g), []).append(i)
         if self.mode == "collapse":
-            dropped = {d for ds in duplicates.values() for d in ds}
-            rest = [int(p) for p in order[len(head):]]
-            new = [int(head[i]) for i in shown] + [int(head[i]) for i in hidden if int(head[i]) not in dropped] + rest
+            picked = [i for i in range(len(head)) if group[i] == i]
         else:
-            new = [int(head[i]) for i in shown] + [int(head[i]) for i in hidden] + [int(p) for p in order[len(head):]]
+            picked, remaining = [], list(range(len(head)))
+            while remaining:
+                recent = [group[j] for j in picked[-(self.window - 1):]] if self.window > 1 else []
+                choice = next((i for i in remaining if recent.count(group[i]) < self.max_per_group), remaining[0])
+                picked.append(choice)
+                remaining.remove(choice)
+        duplicates = {
+            int(head[g]): [int(head[i]) for i in ms if i != g] for g, ms in members.items() if len(ms) > 1
+        }
+        new = [int(head[i]) for i in picked] + [int(p) for p in order[len(head):]]
         return Reordered(np.array(new, dtype=np.int64), duplicates)
 
     def to_dict(self) -> dict:

@@ -40,9 +40,13 @@ __all__ = [
     "cross_validated_engine",
     "rerank_ndcg",
     "C_GRID",
+    "RANDOM_NEGATIVES",
 ]
 
 Objective = Literal["pairwise", "pointwise"]
+
+RANDOM_NEGATIVES = 30
+"""Random index trials added per query as unrelated when fitting the shipped blend."""
 
 C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
 """Regularisation strengths tried by ``C="auto"`` (chosen by an inner 4-fold CV by query)."""
@@ -62,16 +66,29 @@ class LabelledSignals:
         return LabelledSignals(self.names, self.X[mask], self.y[mask], self.queries[mask], self.candidates[mask])
 
 
-def labelled_signals(ranker, pairs: Mapping[str, Mapping[str, int]]) -> LabelledSignals:
+def labelled_signals(
+    ranker, pairs: Mapping[str, Mapping[str, int]], *, random_negatives: int = 0, seed: int = 0
+) -> LabelledSignals:
     """Signals of the labelled pairs whose query and candidate are both in the ranker's index.
 
     Queries without a positive candidate in the index are left out (they cannot teach an order).
+    ``random_negatives`` adds that many random index trials per query as unrelated: labelled
+    candidates are hard negatives (same topic), while a related list is drawn from the whole
+    index, where most trials are plainly unrelated.
     """
     index = ranker.index
+    rng = np.random.default_rng(seed)
     blocks, ys, qs, cs = [], [], [], []
     for q, cands in pairs.items():
         cands = {c: int(l) for c, l in cands.items() if c in index and c != q}
-        if q not in index or not any(cands.values()) or all(cands.values()):
+        if q not in index or not any(cands.values()):
+            continue
+        if random_negatives:
+            for row in rng.choice(len(index), size=min(random_negatives, len(index)), replace=False):
+                c = index.trials[row].nct_id
+                if c != q and c not in cands and c not in pairs.get(q, {}):
+                    cands[c] = 0
+        if all(cands.values()):
             continue
         ids = list(cands)
         signals = ranker.signals.compute(ranker.features(q), np.array([index.row(c) for c in ids]))
@@ -231,15 +248,18 @@ def cross_validate_blend(
     return blends
 
 
-def cross_validated_engine(ranker, pairs: Mapping[str, Mapping[str, int]], **fit_params) -> Callable[[str], object]:
+def cross_validated_engine(
+    ranker, pairs: Mapping[str, Mapping[str, int]], *, random_negatives: int = RANDOM_NEGATIVES, **fit_params
+) -> Callable[[str], object]:
     """``query_id -> Ranker`` whose blend was fitted without that query's pairs.
 
     Queries that :func:`labelled_signals` leaves out (no positive, or no negative) get the blend
     fitted on all pairs, which holds none of theirs.
     """
-    data = labelled_signals(ranker, pairs)
+    data = labelled_signals(ranker, pairs, random_negatives=random_negatives)
     blends = cross_validate_blend(data, **fit_params)
     everything = fit_blend(data, **fit_params)
+    everything.fitted_on["random_negatives"] = random_negatives
     rankers = {q: ranker.with_blend(b) for q, b in blends.items()}
     default = ranker.with_blend(everything)
     return lambda query_id: rankers.get(query_id, default)

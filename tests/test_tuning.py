@@ -128,3 +128,15 @@ def test_numpy_ndcg_equals_ranx(data):
     rng = np.random.default_rng(0)
     for scores in (data.X[:, 0], rng.normal(size=len(data.y)), data.y.astype(float)):
         assert _mean_ndcg(data, scores) == pytest.approx(rerank_ndcg(data, scores), abs=1e-6)
+
+
+def test_random_negatives_are_unlabelled_index_trials(ranker, index):
+    pairs = mesh_pairs(index)
+    plain = labelled_signals(ranker, pairs)
+    more = labelled_signals(ranker, pairs, random_negatives=5)
+    assert len(more.y) > len(plain.y)
+    for q, c, y in zip(more.queries, more.candidates, more.y):
+        assert c != q and c in index
+        if c not in pairs[q]:
+            assert y == 0
+    assert labelled_signals(ranker, pairs, random_negatives=5).candidates.tolist() == more.candidates.tolist()

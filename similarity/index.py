@@ -453,5 +453,9 @@ def build_index(
     if k:
         backend.neighbours = neighbour_lists(backend, vectors, min(k, len(trials) - 1) or 1, progress=progress)
     manifest["neighbours"] = backend.neighbours.k if backend.neighbours is not None else 0
+    from .blend import default_blend
+    from .signals import SignalComputer
+
+    manifest["blend"] = default_blend(SignalComputer(index).names).to_dict()
     manifest["build_seconds"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 2)
     return index

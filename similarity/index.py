@@ -28,7 +28,6 @@ import numpy as np
 from scipy import sparse
 
 from .backends import BackendName, VectorBackend, load_backend, make_backend
-from .backends.base import EXACT_LIMIT
 from .exceptions import IndexMismatch, IndexNotFound, InvalidParameter, TrialNotFound
 from .featurize import DEFAULT_MODEL, StructuredFeaturizer, TextFeaturizer
 from .fields import (
@@ -53,6 +52,12 @@ FORMAT_VERSION = 1
 
 NEIGHBOURS_K = 300
 """Neighbours precomputed per trial by default where they pay: the ranker's default candidates."""
+
+NEIGHBOURS_MIN = 20_000
+"""``neighbours=None`` precomputes lists above this many trials, where a search costs milliseconds."""
+
+EXACT_NEIGHBOURS_LIMIT = 50_000
+"""Lists are exact (the backend's own search) up to this many trials, clustered k-NN above."""
 
 DEFAULT_FIELD_WEIGHTS: dict[str, float] = {
     "title": 1.0,
@@ -81,7 +86,7 @@ class IndexConfig:
             its terms'); the other fields are embedded as one text. Indexes saved before this
             option existed embedded every field as one text and load with ``()``.
         neighbours: length of the neighbour list precomputed for each trial (0: none; None:
-            :data:`NEIGHBOURS_K` when the backend is approximate, none when search is exact).
+            :data:`NEIGHBOURS_K` above :data:`NEIGHBOURS_MIN` trials, none below).
     """
 
     model: str = DEFAULT_MODEL
@@ -378,10 +383,11 @@ class TrialIndex:
 
 
 def neighbour_lists(backend: VectorBackend, vectors: np.ndarray, k: int, *, progress: bool = False) -> NeighbourLists:
-    """Each stored vector's ``k`` nearest others: exact with an exact backend (the very rows its
-    search returns), clustered all-pairs k-NN with an approximate one (more accurate than its search)."""
-    if getattr(backend, "approximate", False) and len(vectors) > EXACT_LIMIT:
-        return NeighbourLists(clustered_knn(vectors, k, n_probe=16, progress=progress), method="clustered")
+    """Each stored vector's ``k`` nearest others: from the backend's own search up to
+    :data:`EXACT_NEIGHBOURS_LIMIT` vectors (with an exact backend, the very rows a live search
+    returns), from clustered all-pairs k-NN above (recall@10 ~0.99, minutes at a million)."""
+    if len(vectors) > EXACT_NEIGHBOURS_LIMIT:
+        return NeighbourLists(clustered_knn(vectors, k, n_probe=6, progress=progress), method="clustered")
     return NeighbourLists.compute(backend, vectors, k, progress=progress)
 
 
@@ -449,7 +455,7 @@ def build_index(
     backend.add(vectors, np.arange(len(trials)))
     k = config.neighbours
     if k is None:
-        k = NEIGHBOURS_K if getattr(backend, "approximate", False) else 0
+        k = NEIGHBOURS_K if len(trials) > NEIGHBOURS_MIN else 0
     if k:
         backend.neighbours = neighbour_lists(backend, vectors, min(k, len(trials) - 1) or 1, progress=progress)
     manifest["neighbours"] = backend.neighbours.k if backend.neighbours is not None else 0

@@ -54,9 +54,11 @@ def clustered_knn(vectors: np.ndarray, k: int, *, n_lists: int | None = None, n_
                   seed: int = 0, progress: bool = False) -> np.ndarray:
     """Approximate ``(n, k)`` nearest rows of each row (itself excluded), for large corpora.
 
-    The vectors are clustered (spherical k-means); the rows of each cluster are scored against
-    every row of the ``n_probe`` clusters nearest to its centroid in one matrix product. Cost is
-    about ``n * n_probe * n / n_lists`` dot products, done by BLAS instead of a per-query scan.
+    An IVF search turned inside out: the vectors are clustered (spherical k-means) and each row
+    picks its ``n_probe`` nearest centroids, as an IVF query would; then, cluster by cluster, every
+    row that probes the cluster is scored against all its members in one matrix product, and the
+    best ``k`` are merged into the row's running list. The dot products are those of ``n`` IVF
+    searches, but done by BLAS over blocks instead of a memory-bound scan per query.
     """
     import faiss
     from tqdm.auto import tqdm
@@ -69,27 +71,33 @@ def clustered_knn(vectors: np.ndarray, k: int, *, n_lists: int | None = None, n_
     sample = vectors[rng.choice(n, min(n, 64 * n_lists), replace=False)]
     kmeans = faiss.Kmeans(dim, n_lists, niter=10, spherical=True, seed=seed, verbose=False)
     kmeans.train(sample)
-    _, assign = kmeans.index.search(vectors, 1)
-    assign = assign.ravel()
-    members = np.argsort(assign, kind="stable")
-    bounds = np.searchsorted(assign[members], np.arange(n_lists + 1))
-    centroids = kmeans.centroids
-    near = _top_k(centroids @ centroids.T, n_probe)
-    out = np.full((n, k), -1, dtype=np.int32)
-    position = np.full(n, -1, dtype=np.int64)
+    _, probes = kmeans.index.search(vectors, n_probe)
+    members_of = np.argsort(probes[:, 0], kind="stable")
+    member_bounds = np.searchsorted(probes[members_of, 0], np.arange(n_lists + 1))
+    flat = probes.ravel()
+    probers_of = np.argsort(flat, kind="stable") // n_probe
+    prober_bounds = np.searchsorted(flat[np.argsort(flat, kind="stable")], np.arange(n_lists + 1))
+    best_ids = np.full((n, k), -1, dtype=np.int32)
+    best = np.full((n, k), -np.inf, dtype=np.float32)
     for c in tqdm(range(n_lists), desc="neighbours", unit="cluster", disable=not progress):
-        rows = members[bounds[c] : bounds[c + 1]]
-        if not len(rows):
+        members = members_of[member_bounds[c] : member_bounds[c + 1]]
+        rows = probers_of[prober_bounds[c] : prober_bounds[c + 1]]
+        if not len(members) or not len(rows):
             continue
-        cand = np.concatenate([members[bounds[p] : bounds[p + 1]] for p in near[c]])
-        scores = vectors[rows] @ vectors[cand].T
-        position[cand] = np.arange(len(cand))
-        own = position[rows]
-        scores[np.flatnonzero(own >= 0), own[own >= 0]] = -np.inf  # a row is not its own neighbour
-        position[cand] = -1
-        top = _top_k(scores, k)
-        out[rows, : top.shape[1]] = cand[top]
-    return out
+        # one more than k: a row that is a member finds itself, and drops it
+        found, at = faiss.knn(vectors[rows], vectors[members], min(k + 1, len(members)), metric=faiss.METRIC_INNER_PRODUCT)
+        ids = np.where(at >= 0, members[np.maximum(at, 0)], -1)
+        found[(ids == rows[:, None]) | (at < 0)] = -np.inf
+        merged_ids = np.concatenate([best_ids[rows], ids.astype(np.int32)], axis=1)
+        merged = np.concatenate([best[rows], found], axis=1)
+        keep = np.argpartition(-merged, k - 1, axis=1)[:, :k]
+        best_ids[rows] = np.take_along_axis(merged_ids, keep, axis=1)
+        best[rows] = np.take_along_axis(merged, keep, axis=1)
+    order = np.argsort(-best, axis=1, kind="stable")
+    best_ids = np.take_along_axis(best_ids, order, axis=1)
+    best = np.take_along_axis(best, order, axis=1)
+    best_ids[~np.isfinite(best)] = -1
+    return best_ids
 
 
 class NeighbourLists:

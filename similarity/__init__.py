@@ -22,6 +22,7 @@ from .loaders import LoadReport, iter_trials, load_trials, trial_from_document
 from .blend import BlendWeights, LearnedBlend, RRFBlend
 from .rank import Filters, Ranker, RelatedTrial
 from .trial import Intervention, InterventionType, Phase, Status, StudyType, Trial
+from .update import UpdateReport, update_index
 
 __all__ = [
     "BM25Vectorizer",
@@ -50,6 +51,7 @@ __all__ = [
     "Trial",
     "TrialIndex",
     "TrialNotFound",
+    "UpdateReport",
     "build_index",
     "evaluate",
     "iter_trials",
@@ -57,6 +59,7 @@ __all__ = [
     "make_baseline",
     "read_pairs",
     "trial_from_document",
+    "update_index",
 ]
 
 __version__ = "0.1.0"

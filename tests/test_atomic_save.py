@@ -3,6 +3,7 @@ pruning by what CURRENT named (not by name order). The kills themselves are in t
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import os
 import stat
@@ -12,6 +13,12 @@ import time
 import pytest
 
 from similarity.index import TrialIndex
+
+
+@pytest.fixture
+def index(index):
+    """A shallow copy of the session's index: ``save`` sets ``path``, which other tests read."""
+    return copy.copy(index)
 
 
 def builds(path):

@@ -1,3 +1,4 @@
+import copy
 import json
 
 import numpy as np
@@ -52,6 +53,7 @@ def test_other_format_version_fails_loudly(index_dir, tmp_path):
 
 
 def test_save_switches_atomically_and_keeps_the_previous_build_on_failure(index, tmp_path, monkeypatch):
+    index = copy.copy(index)  # save() sets index.path; the session's index must keep its own
     first = index.save(tmp_path / "idx")
     assert (tmp_path / "idx" / "CURRENT").read_text() == first.name
 

@@ -1,0 +1,776 @@
+"""Performance benchmark: build throughput, incremental update, latency, memory and scaling.
+
+Writes ``benchmarks/performance.md`` (and the raw figures as JSON beside it). Every figure of the
+engine sits next to its baseline measured in the same run, with their ratio.
+
+    python scripts/benchmark.py            # full run: 7,003-trial corpus, 10k/100k/1M synthetic (~30-40 min)
+    python scripts/benchmark.py --quick    # 600 trials, 10k/100k synthetic (~5 min)
+    python scripts/benchmark.py --from-json benchmarks/performance.json   # rewrite the report only
+
+Timings are wall-clock on whatever else the machine is doing; the load average is recorded at
+the start and end of each section so a busy machine shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import gc
+import json
+import logging
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+log = logging.getLogger("benchmark")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _pcts(seconds: list[float]) -> dict:
+    ms = np.asarray(seconds) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "n": len(ms)}
+
+
+def _timed(fn, *args, **kwargs):
+    started = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - started
+
+
+def _recall(got: np.ndarray, want: np.ndarray, k: int = 10) -> float:
+    return float(np.mean([len(set(g[:k]) & set(w[:k])) / k for g, w in zip(got, want)]))
+
+
+def machine() -> dict:
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    import faiss
+    import torch
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu": cpu, "cores": len(os.sched_getaffinity(0)), "ram_mb": mem, "python": platform.python_version(),
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "faiss": faiss.__version__,
+        "commit": commit, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+# ----------------------------------------------------------------------------- build
+def bench_build(trials, workdir: Path, configs: dict, rounds: int) -> dict:
+    """Naive baseline (one concatenated text per trial through encode) vs the engine's cold builds.
+
+    The corpus is split into ``rounds`` random parts, and each round times the naive baseline and
+    every engine configuration on one part, alternating which goes first, so that a change in the
+    machine's load hits both sides alike. An engine keeps one embedding cache over its rounds:
+    it embeds exactly the distinct strings a one-shot build would. The default configuration is
+    then rebuilt over the whole corpus from its (now warm) cache and saved.
+    """
+    from similarity import build_index
+    from similarity.featurize import load_sentence_model
+    from similarity.fields import concatenated_text
+
+    out = {"trials": len(trials), "rounds": rounds, "load_before": _load(), "naive_s": 0.0}
+    default = configs["default"]
+    engines = {name: {"seconds": 0.0, "fields": list(c.text_fields), "term_fields": list(c.term_fields)}
+               for name, c in configs.items()}
+
+    def naive(part):
+        model = load_sentence_model(default.model)
+        return model.encode([concatenated_text(t) for t in part], batch_size=64, normalize_embeddings=True)
+
+    parts = [trials[i::rounds] for i in range(rounds)]
+    out["per_round"] = []
+    for r, part in enumerate(parts):
+        order = ["naive", *configs] if r % 2 == 0 else [*configs, "naive"]
+        this = {"load": _load()}
+        for name in order:
+            log.info("round %d/%d: %s on %d trials", r + 1, rounds, name, len(part))
+            if name == "naive":
+                this[name] = _timed(naive, part)[1]
+                out["naive_s"] += this[name]
+            else:
+                cache = str(workdir / f"cache-{name}")
+                this[name] = _timed(build_index, part, configs[name], cache_dir=cache)[1]
+                engines[name]["seconds"] += this[name]
+            gc.collect()
+        out["per_round"].append(this)
+    log.info("default: whole corpus from the warm cache")
+    index, engines["default"]["warm_seconds"] = _timed(build_index, trials, default, cache_dir=str(workdir / "cache-default"))
+    _, engines["default"]["save_s"] = _timed(index.save, workdir / "index")
+    out["engines"] = engines
+    out["load_after"] = _load()
+    return out
+
+
+def bench_tokens(trials, configs: dict) -> dict:
+    """Tokens each side feeds the model (distinct strings only, cut at the model's window): the cost model."""
+    from similarity.featurize import _terms, load_sentence_model
+    from similarity.fields import concatenated_text, text_table
+
+    model = load_sentence_model(configs["default"].model)
+    window = model.max_seq_length
+
+    def count(texts) -> int:
+        ids = model.tokenizer(list(texts), truncation=True, max_length=window)["input_ids"]
+        return int(sum(len(i) for i in ids))
+
+    out = {"naive": {"texts": len(trials), "tokens": count(concatenated_text(t) for t in trials)}}
+    for name, config in configs.items():
+        table = text_table(trials, config.text_fields)
+        distinct, per_field = set(), {}
+        for j, field in enumerate(config.text_fields):
+            strings = set()
+            for cell in table[:, j]:
+                if cell:
+                    strings.update(_terms(cell, "; ") if field in config.term_fields else [cell])
+            per_field[field] = count(strings - distinct)
+            distinct |= strings
+        out[name] = {"texts": len(distinct), "tokens": sum(per_field.values()), "per_field": per_field}
+    return out
+
+
+def bench_quality(pairs_trials: Path, pairs: Path, workdir: Path, configs: dict) -> dict:
+    """Labelled-pair quality of each engine configuration and of the naive (dense) baseline, same run."""
+    from similarity import build_index, evaluate, load_trials, read_pairs
+
+    trials = load_trials([pairs_trials])
+    labelled = read_pairs(pairs)
+    out = {}
+    for name, config in configs.items():
+        index = build_index(trials, config, cache_dir=str(workdir / "quality-cache"))
+        for mode in ("rerank", "retrieve"):
+            result = evaluate(index, labelled, mode=mode, baselines=["dense"], cache_dir=str(workdir / "quality-cache"))
+            out.setdefault(mode, {"queries": result.queries})[name] = result.methods["engine"]
+            out[mode]["naive (dense)"] = result.methods["dense"]
+    return out
+
+
+# ----------------------------------------------------------------------------- update
+def bench_update(workdir: Path, held_out, corpus_load_s: float, full_build_s: float, save_s: float, seed: int) -> dict:
+    """1% of the corpus changes: new trials, edited ones, removed ones; cost against a full rebuild."""
+    from similarity import TrialIndex
+    from similarity.update import update_index
+
+    index, load_s = _timed(TrialIndex.load, workdir / "index")
+    rng = random.Random(seed)
+    n_change = max(1, round(0.01 * (len(index) + len(held_out))))
+    n_new = min(len(held_out), n_change // 2)
+    n_removed = max(1, n_change // 10)
+    n_edit = n_change - n_new - n_removed
+    picked = rng.sample(range(len(index)), n_edit + n_removed)
+    edited = [
+        dataclasses.replace(index.trials[i], brief_summary=(index.trials[i].brief_summary or "") + " Enrolment was extended.")
+        for i in picked[:n_edit]
+    ]
+    removed = [index.trials[i].nct_id for i in picked[n_edit:]]
+    (updated, report), update_s = _timed(update_index, index, [*edited, *held_out[:n_new]], remove=removed)
+    _, usave_s = _timed(updated.save, workdir / "index")
+    full = corpus_load_s + full_build_s + save_s
+    total = load_s + update_s + usave_s
+    return {
+        "changed_fraction": n_change / (len(index) + len(held_out)), "new": n_new, "edited": n_edit, "removed": n_removed,
+        "report": report.to_dict(), "index_load_s": load_s, "update_s": update_s, "save_s": usave_s, "total_s": total,
+        "full_rebuild_s": full, "full_parts": {"load_sources_s": corpus_load_s, "build_s": full_build_s, "save_s": save_s},
+    }
+
+
+# ----------------------------------------------------------------------------- latency at real size
+def bench_latency(workdir: Path, held_out, n_queries: int, seed: int) -> dict:
+    """Related lists of indexed trials (search path vs precomputed lists) and of new documents."""
+    from similarity import Ranker, TrialIndex
+    from similarity.index import NEIGHBOURS_K, neighbour_lists
+
+    index = TrialIndex.load(workdir / "index")
+    ranker = Ranker(index)
+    rng = random.Random(seed)
+    ids = [index.trials[i].nct_id for i in rng.sample(range(len(index)), min(n_queries, len(index)))]
+    vectors = index.trial_vectors(np.asarray(index.field_vectors))
+    out = {"trials": len(index), "backend": index.backend.name, "load_before": _load()}
+
+    def run(fn, items, warm=10):
+        for item in items[:warm]:
+            fn(item)
+        times, results = [], []
+        for item in items:
+            started = time.perf_counter()
+            results.append(fn(item))
+            times.append(time.perf_counter() - started)
+        return _pcts(times), results
+
+    saved = index.backend.neighbours
+    index.backend.neighbours = None
+    out["search_path"], slow = run(lambda n: ranker.related(n, 10), ids)
+    lists, out["lists_build_s"] = _timed(neighbour_lists, index.backend, vectors, min(NEIGHBOURS_K, len(index) - 1))
+    index.backend.neighbours = lists
+    out["precomputed_path"], fast = run(lambda n: ranker.related(n, 10), ids)
+    out["identical_lists"] = sum(a == b for a, b in zip(fast, slow))
+    out["queries"] = len(ids)
+    rows = [index.row(n) for n in ids]
+    out["candidates_search"], _ = run(lambda r: index.backend.search(vectors[r : r + 1], ranker.n_candidates + 1), rows)
+    out["candidates_lookup"], _ = run(lambda r: lists.rows(r, min(ranker.n_candidates, lists.k)), rows)
+    index.backend.neighbours = saved
+    docs = list(held_out)
+    ranker.related_to_trial(docs[0], 10)  # loads the model once, as a server does at start
+    out["new_document"], _ = run(lambda t: ranker.related_to_trial(t, 10), docs, warm=3)
+    out["load_after"] = _load()
+    return out
+
+
+# ----------------------------------------------------------------------------- scaling (synthetic)
+def synthetic(base: np.ndarray, n: int, sigma: float, seed: int) -> np.ndarray:
+    """``n`` unit vectors: real trial vectors picked at random, plus Gaussian noise, renormalised."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, base.shape[1]), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        x = base[rng.integers(0, len(base), m)] + sigma * rng.standard_normal((m, base.shape[1]), dtype=np.float32)
+        out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def _mean_top10(x: np.ndarray, sample: int = 300) -> float:
+    sample = min(sample, len(x))
+    s = x[:sample] @ x.T
+    s[np.arange(sample), np.arange(sample)] = -np.inf
+    return float(np.sort(s, axis=1)[:, -10:].mean())
+
+
+def bench_scale(base: np.ndarray, n: int, k_lists: int, workdir: Path, seed: int, memory: bool) -> dict:
+    import faiss
+
+    from similarity.backends import FaissBackend
+    from similarity.neighbours import clustered_knn, exact_knn
+
+    rng = np.random.default_rng(seed)
+    x = synthetic(base, n, sigma=0.025, seed=seed)
+    out = {"n": n, "load_before": _load(), "mean_top10_cos": _mean_top10(x)}
+    sample = rng.choice(n, 200, replace=False)
+    single = sample[: 30 if n >= 500_000 else 100]
+
+    flat = FaissBackend(x.shape[1], kind="flat")
+    _, out["flat_build_s"] = _timed(flat.add, x, np.arange(n))
+    _, truth = flat.search(x[sample], 11)
+    truth = np.array([[j for j in row if j != i][:10] for i, row in zip(sample, truth)])
+
+    def single_queries(backend, rows, k=10, **kw):
+        times, found = [], []
+        for r in rows:
+            started = time.perf_counter()
+            _, ids = backend.search(x[r : r + 1], k + 1, **kw)
+            times.append(time.perf_counter() - started)
+            found.append([j for j in ids[0] if j != r][:k])
+        return _pcts(times), np.array(found)
+
+    out["flat"], _ = single_queries(flat, single)
+    if n <= 50_000:
+        lists, out["lists_build_s"] = _timed(exact_knn, x, k_lists)
+        out["lists_method"] = "exact"
+    else:
+        lists, out["lists_build_s"] = _timed(clustered_knn, x, k_lists, n_probe=6)
+        out["lists_method"] = "clustered (n_probe 6)"
+    lookups = rng.integers(0, n, 20_000)
+    times = []
+    for r in lookups:
+        started = time.perf_counter()
+        row = lists[r, :10]
+        row = row[row >= 0]
+        times.append(time.perf_counter() - started)
+    out["lookup"] = _pcts(times)
+    out["lookup_recall10"] = _recall(lists[sample], truth)
+    for kind in ("ivf", "ivf-sq8"):
+        backend = FaissBackend(x.shape[1], kind=kind)
+        _, out[f"{kind}_build_s"] = _timed(backend.add, x, np.arange(n))
+        out[kind], found = single_queries(backend, single)
+        _, found = backend.search(x[sample], 11)
+        out[f"{kind}_recall10"] = _recall(np.array([[j for j in row if j != i][:10] for i, row in zip(sample, found)]), truth)
+        out[f"{kind}_n_lists"], out[f"{kind}_n_probe"] = backend.n_lists, backend.n_probe
+        if kind == "ivf":
+            # filters stay exact: every result passes, and the filtered top 10 matches an exact filtered scan
+            allowed = np.sort(rng.choice(n, n // 10, replace=False))
+            want = flat.search(x[single[:20]], 10, allowed=allowed)[1]
+            filtered, got = single_queries(backend, single[:20], allowed=allowed)
+            got = backend.search(x[single[:20]], 10, allowed=allowed)[1]
+            out["filtered"] = {"allowed": len(allowed), "ivf": filtered, "all_pass": bool(np.isin(got[got >= 0], allowed).all()),
+                               "recall10": _recall(got, want)}
+            out["filtered"]["flat"], _ = single_queries(flat, single[:20], allowed=allowed)
+        if memory:
+            faiss.write_index(backend._index, str(workdir / f"{kind}.faiss"))
+        del backend
+        gc.collect()
+    out["bytes"] = {"flat_f32": n * x.shape[1] * 4, "sq8": n * (x.shape[1] + 8), "lists": int(lists.nbytes),
+                    "lists_per_k": n * 4}
+    if memory:
+        faiss.write_index(flat._index, str(workdir / "flat.faiss"))
+        np.save(workdir / "lists.npy", lists)
+        del flat, x, lists
+        gc.collect()
+        out["rss_mb"] = {
+            name: _child_rss(workdir, name) for name in ("baseline", "flat", "ivf", "ivf-sq8")
+        }
+    out["load_after"] = _load()
+    return out
+
+
+# Peak RSS of this process image, in MB. (ru_maxrss would do, but Linux carries the parent's
+# peak across fork and exec, so a child started by a big parent reports the parent's peak.)
+_HWM = """
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+"""
+
+
+def _child_rss(workdir: Path, kind: str) -> float:
+    """Peak RSS (MB) of a fresh process that loads ``kind``'s index and the lists and answers queries."""
+    code = _HWM + f"""
+import numpy as np, faiss, sys
+kind, workdir = {kind!r}, {str(workdir)!r}
+rng = np.random.default_rng(0)
+if kind != "baseline":
+    lists = np.load(workdir + "/lists.npy", mmap_mode="r")
+    for r in rng.integers(0, len(lists), 20000):
+        lists[r, :10]
+    index = faiss.read_index(workdir + "/" + kind + ".faiss")
+    q = rng.standard_normal((20, index.d)).astype("float32")
+    index.search(q, 10)
+print(hwm())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def bench_index_memory(workdir: Path) -> dict:
+    """Peak RSS of a process holding the whole real index (trials, field vectors, sparse features)."""
+    code = _HWM + f"""
+import numpy as np, sys
+sys.path.insert(0, {str(ROOT)!r})
+from similarity import TrialIndex, Ranker
+import faiss, joblib, sklearn.compose, sklearn.feature_extraction.text  # imports counted in "before"
+before = hwm()
+index = TrialIndex.load({str(workdir / 'index')!r}, mmap=False)
+ranker = Ranker(index)
+ranker.related(index.trials[0].nct_id, 10)
+nbytes = lambda m: m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
+print(before, hwm(), len(index), index.field_vectors.nbytes, nbytes(index.lexical), nbytes(index.structured))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after, n, fv, lex, struct = done.stdout.strip().splitlines()[-1].split()
+    n = int(n)
+    return {"imports_mb": float(before), "loaded_mb": float(after), "trials": n,
+            "per_trial_kb": (float(after) - float(before)) * 1024 / n, "field_vectors_kb": int(fv) / n / 1024,
+            "lexical_kb": int(lex) / n / 1024, "structured_kb": int(struct) / n / 1024}
+
+
+# ----------------------------------------------------------------------------- report
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="600 trials and 10k/100k synthetic vectors")
+    parser.add_argument("--corpus", default=str(ROOT / "data" / "ctgov-legacy-xml-sample.zip"))
+    parser.add_argument("--pairs-trials", default=str(ROOT / "data" / "trialsim-dev" / "trials.jsonl"))
+    parser.add_argument("--pairs", default=str(ROOT / "data" / "trialsim-dev" / "pairs.tsv"))
+    parser.add_argument("--build-trials", type=int, default=None, help="random subset of the corpus (default all)")
+    parser.add_argument("--sizes", default=None, help="synthetic corpus sizes (default 10000,100000,1000000)")
+    parser.add_argument("--neighbours-k", type=int, default=50, help="list length in the synthetic runs")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "performance.md"))
+    parser.add_argument("--from-json", default=None, help="only rewrite the report from saved figures")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--build-configs", default=None,
+                        help="configurations timed besides the default: term-level, fast (default: fast; --quick: both)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("similarity").setLevel(logging.ERROR)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+        out.write_text(render(results))
+        return 0
+
+    import torch
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    from similarity import IndexConfig, load_trials
+
+    sizes = [int(s) for s in (args.sizes or ("10000,100000" if args.quick else "10000,100000,1000000")).split(",")]
+    build_trials = args.build_trials or (600 if args.quick else None)
+    command = "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results = {"machine": machine(), "command": command.strip(), "started": time.time()}
+    default = IndexConfig()
+    terms = dataclasses.replace(default, term_fields=("conditions", "interventions"))
+    fast = dataclasses.replace(terms, text_fields=tuple(f for f in default.text_fields if f != "summary"),
+                               field_weights=None)
+    configs = {"default": default, "term-level": terms, "fast": fast}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        workdir = Path(tmp)
+        log.info("loading %s", args.corpus)
+        trials, load_s = _timed(load_trials, [args.corpus])
+        results["corpus"] = {"path": os.path.relpath(args.corpus, ROOT), "trials": len(trials), "load_s": load_s}
+        rng = random.Random(args.seed)
+        if build_trials and build_trials < len(trials):
+            trials = rng.sample(trials, build_trials)
+        held = set(rng.sample(range(len(trials)), max(2, round(0.005 * len(trials)))))
+        held_out = [t for i, t in enumerate(trials) if i in held]
+        kept = [t for i, t in enumerate(trials) if i not in held]
+        load_share = load_s * len(kept) / results["corpus"]["trials"]
+        extra = args.build_configs if args.build_configs is not None else ("term-level,fast" if args.quick else "fast")
+        timed = {name: configs[name] for name in ["default", *(c for c in extra.split(",") if c)]}
+        results["build"] = bench_build(kept, workdir, timed, rounds=2 if args.quick else 4)
+        results["tokens"] = bench_tokens(kept, configs)
+        results["quality"] = bench_quality(Path(args.pairs_trials), Path(args.pairs), workdir, configs)
+        default_build = results["build"]["engines"]["default"]
+        log.info("update")
+        results["update"] = bench_update(workdir, held_out, load_share, default_build["seconds"], default_build["save_s"], args.seed)
+        log.info("latency at real size")
+        results["latency"] = bench_latency(workdir, held_out, 300 if not args.quick else 100, args.seed)
+        results["index_memory"] = bench_index_memory(workdir)
+        from similarity import TrialIndex
+
+        index = TrialIndex.load(workdir / "index")
+        base = index.trial_vectors(np.asarray(index.field_vectors))
+        results["real_mean_top10_cos"] = _mean_top10(base)
+        del index
+        results["scale"] = []
+        for n in sizes:
+            log.info("synthetic %d", n)
+            results["scale"].append(bench_scale(base, n, args.neighbours_k, workdir, args.seed, memory=n == max(sizes)))
+            (out.with_suffix(".json")).write_text(json.dumps(results, indent=1))
+    results["wall_s"] = time.time() - results.pop("started")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    out.write_text(render(results))
+    log.info("wrote %s", out)
+    return 0
+
+
+def _x(a: float, b: float) -> str:
+    return f"{a / b:.1f}x" if b else "n/a"
+
+
+def _ms(p: dict) -> str:
+    return f"{p['p50_ms']:.3g} / {p['p99_ms']:.3g}"
+
+
+def _mb(n_bytes: float) -> str:
+    return f"{n_bytes / 2**20:,.0f} MB"
+
+
+def _met(m: dict, keys) -> str:
+    return " | ".join(f"{m[k]:.3f}" for k in keys)
+
+
+def render(r: dict) -> str:
+    m, b, u, lat = r["machine"], r["build"], r["update"], r["latency"]
+    lines = [
+        "# Performance",
+        "",
+        f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, {m['ram_mb'] / 1024:.0f} GB RAM; Python {m['python']}, "
+        f"torch {m['torch']} ({m['torch_threads']} threads), faiss {m['faiss']}; commit `{m['commit']}`"
+        + (f" ({m['commit_note']})" if m.get("commit_note") else "") + ".",
+        "",
+        f"Command: `{r['command']}` (whole run {r.get('wall_s', 0) / 60:.0f} min). Every engine figure is next to its",
+        "baseline from the same run. The machine is shared: the 1-minute load average at the start and end of",
+        "each section is given, and timings on a loaded machine are slower in absolute terms (ratios less so).",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    naive_rate = b["trials"] / b["naive_s"]
+    eng = b["engines"]
+    best_name = max(eng, key=lambda n: b["trials"] / eng[n]["seconds"])
+    for name, e in eng.items():
+        e["rate"] = b["trials"] / e["seconds"]
+    big = r["scale"][-1]
+    upd_ratio = u["total_s"] / u["full_rebuild_s"]
+    rows = [
+        ("build >= 3x naive (default config)", f"{eng['default']['rate'] / naive_rate:.2f}x", eng["default"]["rate"] / naive_rate >= 3),
+        (f"build >= 3x naive ({best_name})", f"{eng[best_name]['rate'] / naive_rate:.2f}x", eng[best_name]["rate"] / naive_rate >= 3),
+        ("update of 1% <= 3% of a full rebuild", f"{100 * upd_ratio:.1f}%", upd_ratio <= 0.03),
+        (f"precomputed related list at {big['n']:,}: p99 <= 1 ms", f"{big['lookup']['p99_ms']:.4f} ms", big["lookup"]["p99_ms"] <= 1),
+        (f"... >= 100x faster than flat", _x(big["flat"]["p50_ms"], big["lookup"]["p50_ms"]) + " (p50)",
+         big["flat"]["p50_ms"] / big["lookup"]["p50_ms"] >= 100),
+        ("... recall@10 >= 0.98", f"{big['lookup_recall10']:.3f}", big["lookup_recall10"] >= 0.98),
+        ("new-document related list p50 <= 50 ms", f"{lat['new_document']['p50_ms']:.1f} ms", lat["new_document"]["p50_ms"] <= 50),
+    ]
+    mem = big.get("rss_mb")
+    if mem:
+        scale = 600_000 / big["n"]
+        est = mem["baseline"] + (mem["ivf-sq8"] - mem["baseline"]) * scale + big["bytes"]["lists"] * scale / 2**20
+        k_run = big["bytes"]["lists"] // big["bytes"]["lists_per_k"]
+        est300 = est + (300 - k_run) * big["bytes"]["lists_per_k"] * scale / 2**20
+        rows.append(("vector serving memory at 0.6M <= 1.5 GB (IVF-SQ8 + lists fully resident, scaled from the measured "
+                     f"{big['n']:,}; lists of {k_run} / of 300)", f"{est:,.0f} MB / {est300:,.0f} MB", est300 <= 1536))
+        whole = r["index_memory"]["per_trial_kb"] * 600_000 / 1024 + est
+        rows.append(("whole index in RAM at 0.6M (trial records, field vectors, BM25 + the above)", f"{whole:,.0f} MB", whole <= 1536))
+    for target, value, ok in rows:
+        lines.append(f"| {target} | {value} | {'yes' if ok else '**no**'} |")
+    lines += ["", "### Gaps and their measured causes", ""]
+    t = r.get("tokens")
+    if t and eng["default"]["rate"] / naive_rate < 3:
+        dt_, nt = t["default"], t["naive"]
+        summary = dt_["per_field"].get("summary", 0)
+        rounds = [rd["naive"] / rd["fast"] for rd in b.get("per_round", []) if "fast" in rd]
+        lines.append(
+            f"- **Build, default configuration ({eng['default']['rate'] / naive_rate:.2f}x).** Its distinct strings hold "
+            f"{dt_['tokens']:,} tokens against the naive {nt['tokens']:,} (only {_x(nt['tokens'], dt_['tokens'])} fewer): "
+            f"the summary alone is {summary:,} ({100 * summary / dt_['tokens']:.0f}%), and the naive text is cut at 256 "
+            "tokens anyway. The model also runs short strings at fewer tokens per second than full 256-token texts "
+            f"on this CPU (here {dt_['tokens'] / eng['default']['seconds']:,.0f} against {nt['tokens'] / b['naive_s']:,.0f} "
+            "tokens/s, worse the busier the machine). So per-field embedding cannot reach 3x while it embeds the summary. "
+            + (f"The fast configuration (conditions and interventions term by term, no summary) feeds "
+               f"{t['fast']['tokens']:,} tokens ({_x(nt['tokens'], t['fast']['tokens'])} fewer) and builds "
+               f"{eng['fast']['rate'] / naive_rate:.1f}x faster" + (f" ({min(rounds):.1f}x to {max(rounds):.1f}x by round, "
+               "highest on the least loaded rounds)" if rounds else "") + ", at labelled-pair quality at or above naive "
+               "but a little below the default (see the quality tables; 17 queries). Which fields the default embeds "
+               "is the ranking-quality work's decision." if "fast" in eng and "fast" in t else ""))
+    im = r["index_memory"]
+    if "field_vectors_kb" in im:
+        rest = im["per_trial_kb"] - im["field_vectors_kb"] - im["lexical_kb"] - im["structured_kb"] - 1.5
+        lines.append(
+            f"- **Whole index in RAM at 0.6M.** The loaded {im['trials']:,}-trial index costs {im['per_trial_kb']:.1f} KB per "
+            f"trial: float16 field vectors {im['field_vectors_kb']:.1f} KB, float32 search vectors 1.5 KB, BM25 "
+            f"{im['lexical_kb']:.1f} KB, structured {im['structured_kb']:.1f} KB, and ~{rest:.1f} KB for the trial records "
+            "held as Python objects (titles, filters, explanations). Reading records from disk on demand and keeping field "
+            "vectors memory-mapped (the default load) or 8-bit would bring it near the vector part; the search side "
+            "alone fits (row above)." + (f" (Array sizes per trial read from {im['arrays_from']}.)" if "arrays_from" in im else ""))
+    lines.append("")
+
+    lines += [
+        "",
+        f"## Build throughput ({b['trials']:,} trials of `{r['corpus']['path']}`)",
+        "",
+        f"Loading the {r['corpus']['trials']:,} records from the zip took {r['corpus']['load_s']:.1f} s and is the same for both "
+        "sides, so it is left out below. The naive baseline loads the same model and encodes one concatenated text per "
+        "trial (title, conditions, interventions, summary, description, criteria; cut at 256 tokens) with "
+        "`SentenceTransformer.encode` (batch 64, length-sorted). Engine builds are `build_index` with an empty "
+        "embedding cache (cold): per-field texts, every distinct string embedded once, shortest first, "
+        f"plus structured attributes, BM25 and the FAISS backend. The corpus was split into {b['rounds']} random parts, "
+        "each side timed on each part in alternating order (so load changes hit both), and the times summed; an "
+        "engine keeps its cache across parts, so it embeds the same distinct strings as a one-shot build. "
+        "Configurations: default = `IndexConfig()`; term-level = the same with conditions and interventions "
+        "embedded term by term; fast = term-level without the summary field.",
+        "",
+        f"Load average {b['load_before']} at the start, {b['load_after']} at the end.",
+        "",
+        "| build | fields | seconds | trials/s | vs naive |",
+        "|---|---|---:|---:|---:|",
+        f"| naive: one concatenated text per trial | all, as one text | {b['naive_s']:.1f} | {naive_rate:.1f} | 1.0x |",
+    ]
+    for name, e in eng.items():
+        fields = ", ".join(e["fields"]) + (f"; term by term: {', '.join(e['term_fields'])}" if e["term_fields"] else "")
+        lines.append(f"| engine, {name} (cold) | {fields} | {e['seconds']:.1f} | {e['rate']:.1f} | {_x(e['rate'], naive_rate)} |")
+    d = eng["default"]
+    lines += [
+        f"| engine, default, whole corpus again with the warm cache | | {d['warm_seconds']:.1f} | {b['trials'] / d['warm_seconds']:.1f} | "
+        f"{_x(b['trials'] / d['warm_seconds'], naive_rate)} |",
+        "",
+        f"Saving the default index took {d['save_s']:.1f} s.",
+        "",
+    ]
+    if b.get("per_round"):
+        lines += ["", "By round (the same parts for every side; later rounds of an engine reuse strings cached in "
+                  "earlier ones, as one build would):", "",
+                  "| round | " + " | ".join(["naive", *eng]) + " | " + " | ".join(f"{n} vs naive" for n in eng) + " |",
+                  "|---|" + "---:|" * (1 + 2 * len(eng))]
+        for i, rd in enumerate(b["per_round"], 1):
+            lines.append(f"| {i}" + (f" (load {rd['load']})" if "load" in rd else "") + " | "
+                         + " | ".join(f"{rd[n]:.0f} s" for n in ["naive", *eng]) + " | "
+                         + " | ".join(_x(rd["naive"], rd[n]) for n in eng) + " |")
+        lines.append("")
+    if "tokens" in r:
+        t = r["tokens"]
+        lines += [
+            "What each side feeds the model (distinct strings, cut at the model's 256-token window), which is "
+            "what the build time follows" + (f" ({r['tokens_note']})" if r.get("tokens_note") else "") + ":",
+            "",
+            "| | strings | tokens | vs naive | tokens by field |",
+            "|---|---:|---:|---:|---|",
+            f"| naive | {t['naive']['texts']:,} | {t['naive']['tokens']:,} | 1.0x | |",
+        ]
+        for name in (n for n in t if n != "naive"):
+            v = t[name]
+            lines.append(f"| {name} | {v['texts']:,} | {v['tokens']:,} | {_x(t['naive']['tokens'], v['tokens'])} fewer | "
+                         + ", ".join(f"{f} {n:,}" for f, n in v["per_field"].items()) + " |")
+        lines.append("")
+    lines += [
+        "Quality on the labelled pairs (`data/trialsim-dev`, the same configurations built on its trials, naive = the "
+        "`dense` baseline, which embeds the same concatenated text):",
+        "",
+    ]
+    q = r["quality"]
+    for mode, keys in (("rerank", ["nDCG@5", "nDCG@10", "MAP", "P@1"]), ("retrieve", ["R@10", "nDCG@10", "MRR"])):
+        lines += [f"{mode} ({q[mode]['queries']} queries):", "", "| method | " + " | ".join(keys) + " |",
+                  "|---|" + "---:|" * len(keys)]
+        for name, metrics in q[mode].items():
+            if name != "queries":
+                lines.append(f"| {name} | {_met(metrics, keys)} |")
+        lines.append("")
+
+    rep = u["report"]
+    lines += [
+        "## Incremental update",
+        "",
+        f"{100 * u['changed_fraction']:.1f}% of the corpus changes: {u['new']} new trials, {u['edited']} edited (summary), "
+        f"{u['removed']} removed. `related-trials update` = load the index, `update_index` (no embedding cache: "
+        "the changed texts are new anyway), save. Full rebuild = load the sources, cold `build_index`, save, "
+        "measured above.",
+        "",
+        "| step | update (s) | full rebuild (s) |",
+        "|---|---:|---:|",
+        f"| read index / read sources | {u['index_load_s']:.2f} | {u['full_parts']['load_sources_s']:.2f} |",
+        f"| featurize, fit, index | {u['update_s']:.2f} | {u['full_parts']['build_s']:.2f} |",
+        f"| save | {u['save_s']:.2f} | {u['full_parts']['save_s']:.2f} |",
+        f"| **total** | **{u['total_s']:.2f}** | **{u['full_rebuild_s']:.2f}** |",
+        "",
+        f"Update / full rebuild: **{100 * upd_ratio:.1f}%**. It embedded {rep['fields_embedded']} field texts and reused "
+        f"{rep['fields_reused']} stored field vectors; BM25 was refitted {rep['lexical']} (only new texts tokenised). "
+        "`tests/test_update.py` checks that an update gives the vectors, encoders and related lists of a full rebuild.",
+        "",
+        f"## Related-list latency at real size ({lat['trials']:,} trials, backend {lat['backend']})",
+        "",
+        f"{lat['queries']} random indexed trials, `Ranker.related(nct_id, 10)` with the default ranker "
+        f"(candidates, signals, blend, explanations). Load average {lat['load_before']} -> {lat['load_after']}.",
+        "",
+        "| path | p50 / p99 ms | vs search path (p50) |",
+        "|---|---:|---:|",
+        f"| search path: exact FAISS flat search for candidates | {_ms(lat['search_path'])} | 1.0x |",
+        f"| precomputed neighbour lists for candidates | {_ms(lat['precomputed_path'])} | "
+        f"{_x(lat['search_path']['p50_ms'], lat['precomputed_path']['p50_ms'])} |",
+        f"| candidates only: flat search of {301} | {_ms(lat['candidates_search'])} | |",
+        f"| candidates only: list lookup | {_ms(lat['candidates_lookup'])} | "
+        f"{_x(lat['candidates_search']['p50_ms'], lat['candidates_lookup']['p50_ms'])} |",
+        f"| new document (not indexed): encode + search + rank | {_ms(lat['new_document'])} | |",
+        "",
+        f"Identical lists on both paths: {lat['identical_lists']} of {lat['queries']}. The lists took "
+        f"{lat['lists_build_s']:.1f} s to compute. At this size candidate search is a small part of a related list; "
+        "computing signals and explanations for 300 candidates dominates, so lists are precomputed by default only "
+        "above 20,000 trials (`IndexConfig.neighbours`).",
+        "",
+        "## Scaling: 10k, 100k, 1M trials (synthetic)",
+        "",
+        "Synthetic vectors: real trial vectors of the corpus picked at random, plus Gaussian noise (sigma 0.025 per "
+        "dimension, cosine to the source ~0.9), renormalised. Mean cosine of the 10 nearest neighbours: real corpus "
+        f"{r['real_mean_top10_cos']:.3f}; synthetic " + ", ".join(f"{s['n']:,}: {s['mean_top10_cos']:.3f}" for s in r["scale"]) + ". "
+        "Copies of one real trial are each other's nearest neighbours, which makes clustering easier than on real "
+        "data: treat the recall figures as optimistic. Exact ground truth: FAISS flat over all vectors, 200 queries.",
+        "",
+        "| | " + " | ".join(f"{s['n']:,}" for s in r["scale"]) + " | 0.6M (extrapolated) |",
+        "|---|" + "---:|" * (len(r["scale"]) + 1),
+    ]
+
+    def extra(key_fn, kind="linear"):
+        xs = [s["n"] for s in r["scale"]]
+        ys = [key_fn(s) for s in r["scale"]]
+        if len(xs) < 2:
+            return ""
+        # log-log between the two largest sizes
+        (x0, y0), (x1, y1) = (xs[-2], ys[-2]), (xs[-1], ys[-1])
+        if y0 <= 0 or y1 <= 0:
+            return ""
+        slope = np.log(y1 / y0) / np.log(x1 / x0)
+        return f"{y1 * (600_000 / x1) ** slope:.3g}"
+
+    table = [
+        ("flat: add vectors (s)", lambda s: s["flat_build_s"]),
+        ("neighbour lists: compute (s)", lambda s: s["lists_build_s"]),
+        ("IVF: train + add (s)", lambda s: s["ivf_build_s"]),
+        ("IVF-SQ8: train + add (s)", lambda s: s["ivf-sq8_build_s"]),
+        ("flat search p50 (ms)", lambda s: s["flat"]["p50_ms"]),
+        ("flat search p99 (ms)", lambda s: s["flat"]["p99_ms"]),
+        ("IVF search p50 (ms)", lambda s: s["ivf"]["p50_ms"]),
+        ("IVF search p99 (ms)", lambda s: s["ivf"]["p99_ms"]),
+        ("IVF-SQ8 search p50 (ms)", lambda s: s["ivf-sq8"]["p50_ms"]),
+        ("precomputed lookup p50 (ms)", lambda s: s["lookup"]["p50_ms"]),
+        ("precomputed lookup p99 (ms)", lambda s: s["lookup"]["p99_ms"]),
+        ("lookup vs flat (p50)", lambda s: s["flat"]["p50_ms"] / s["lookup"]["p50_ms"]),
+        ("recall@10: lists", lambda s: s["lookup_recall10"]),
+        ("recall@10: IVF", lambda s: s["ivf_recall10"]),
+        ("recall@10: IVF-SQ8", lambda s: s["ivf-sq8_recall10"]),
+        ("vectors float32 (MB)", lambda s: s["bytes"]["flat_f32"] / 2**20),
+        ("vectors SQ8 (MB)", lambda s: s["bytes"]["sq8"] / 2**20),
+        ("lists (MB, k as run)", lambda s: s["bytes"]["lists"] / 2**20),
+    ]
+    for label, fn in table:
+        vals = [fn(s) for s in r["scale"]]
+        fmt = (lambda v: f"{v:.3f}") if "recall" in label else (lambda v: f"{v:,.4g}")
+        ex = "" if "recall" in label else extra(fn)
+        lines.append(f"| {label} | " + " | ".join(fmt(v) for v in vals) + f" | {ex} |")
+    s0 = r["scale"][-1]
+    lines += [
+        "",
+        f"Lists: {s0['lists_method']} with k = {s0['bytes']['lists'] // s0['bytes']['lists_per_k']} in this run "
+        f"(the ranker's default 300 candidates cost {s0['bytes']['lists_per_k'] * 300 / s0['n'] / 1024:.1f} KB per trial). "
+        f"IVF: {s0['ivf_n_lists']} lists, {s0['ivf_n_probe']} probed. Extrapolation: log-log through the two largest sizes.",
+        "",
+    ]
+    if "filtered" in s0:
+        f = s0["filtered"]
+        lines += [
+            f"Filters stay exact at {s0['n']:,}: a filter allowing {f['allowed']:,} random trials, 20 queries: every IVF "
+            f"result passes it ({f['all_pass']}), recall@10 against an exact filtered scan {f['recall10']:.3f}; "
+            f"p50/p99 {_ms(f['ivf'])} ms against {_ms(f['flat'])} ms for flat. Filters allowing at most 20,000 trials "
+            "are answered by an exact scan of those trials.",
+            "",
+        ]
+    if mem:
+        lines += [
+            f"### Memory at {s0['n']:,} vectors",
+            "",
+            "Peak RSS of a fresh process that loads the saved index, memory-maps the neighbour lists, does 20,000 "
+            "lookups and 20 searches:",
+            "",
+            "| process | peak RSS (MB) | recall@10 of its search |",
+            "|---|---:|---:|",
+            f"| Python + numpy + faiss only | {mem['baseline']:,.0f} | |",
+            f"| flat float32 + lists | {mem['flat']:,.0f} | 1.000 (exact) |",
+            f"| IVF float32 + lists | {mem['ivf']:,.0f} | {s0['ivf_recall10']:.3f} |",
+            f"| IVF-SQ8 + lists (compressed) | {mem['ivf-sq8']:,.0f} | {s0['ivf-sq8_recall10']:.3f} |",
+            "",
+            f"Lists are memory-mapped and resident as they are touched: all {_mb(s0['bytes']['lists'])} of them once "
+            "every trial has been asked for. Related lists of indexed trials come from the lists (recall "
+            f"{s0['lookup_recall10']:.3f}), so the compressed index only serves new documents and filtered queries.",
+            "",
+        ]
+    im = r["index_memory"]
+    rate = eng["default"]["rate"]
+    best_rate = eng[best_name]["rate"]
+    lines += [
+        "## What limits one machine at the full registry (~0.6M trials)",
+        "",
+        f"- **Embedding** dominates a cold build: at the measured {rate:.1f} trials/s (default) a first build of 0.6M trials "
+        f"takes ~{600_000 / rate / 3600:.1f} h on these 2 cores ({600_000 / best_rate / 3600:.1f} h with {best_name}; naive "
+        f"{600_000 / naive_rate / 3600:.1f} h). Daily updates touch ~1% and cost a small fraction of that; the embedding "
+        "cache makes a rebuild with unchanged texts cheap.",
+        f"- **Memory of the whole index**: a loaded index takes {im['per_trial_kb']:.1f} KB per trial on top of the "
+        f"imports (measured on {im['trials']:,} real trials: trial records as Python objects, float16 field vectors, "
+        f"structured and BM25 matrices), i.e. ~{im['per_trial_kb'] * 600_000 / 2**20:.1f} GB at 0.6M: this, not the "
+        "vector index, is what breaks a 1.5 GB budget. Cause and fix: trial records are held as Python objects "
+        "(reading them from disk on demand would cut most of it) and field vectors stay float16 (memory-mapped, "
+        "they cost only what is touched; 8-bit would halve them).",
+        "- **Neighbour lists** at 0.6M with k = 300: "
+        f"{600_000 * 300 * 4 / 2**30:.2f} GB on disk, memory-mapped; their computation (extrapolated above) is minutes.",
+        "- **Flat search** grows linearly with the corpus (extrapolated p50 above); IVF keeps new-document and "
+        "filtered queries at a few milliseconds.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

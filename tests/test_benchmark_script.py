@@ -1,0 +1,26 @@
+"""The benchmark report renders from saved figures (the measuring itself is not a test: no timings here)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("benchmark_script", ROOT / "scripts" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_report_renders_every_section_from_the_saved_figures(tmp_path):
+    figures = ROOT / "benchmarks" / "performance.json"
+    out = tmp_path / "performance.md"
+    assert _script().main(["--from-json", str(figures), "--out", str(out)]) == 0
+    text = out.read_text()
+    for heading in ("## Targets", "## Build throughput", "## Incremental update", "## Related-list latency",
+                    "## Scaling", "### Memory", "## What limits one machine"):
+        assert heading in text
+    results = json.loads(figures.read_text())
+    assert f"{results['build']['trials']:,} trials" in text

@@ -392,14 +392,14 @@ def main(argv=None) -> int:
     parser.add_argument("--build-configs", default=None,
                         help="configurations timed besides the default: term-level, fast (default: fast; --quick: both)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    logging.getLogger("similarity").setLevel(logging.ERROR)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.from_json:
         results = json.loads(Path(args.from_json).read_text())
         out.write_text(render(results))
         return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("similarity").setLevel(logging.ERROR)
 
     import torch
 

@@ -68,6 +68,7 @@ class BlendWeights:
     lexical: float = 0.2
     fields: tuple[tuple[str, float], ...] = (
         ("title", 1.0),
+        ("brief_title", 1.0),
         ("conditions", 1.0),
         ("interventions", 0.5),
         ("summary", 1.0),

@@ -69,9 +69,11 @@ class Diversity:
         tv = index.trial_vectors(fv)
         dup = tv @ tv.T >= self.threshold
         fields = list(index.config.text_fields)
-        if "title" in fields:
-            title = fv[:, fields.index("title")]
-            sponsors = np.array([index.trials[r].lead_sponsor or f"\0{r}" for r in rows], dtype=object)
+        title_field = next((f for f in ("title", "brief_title") if f in fields), None)
+        if title_field:
+            title = fv[:, fields.index(title_field)]
+            sponsors = index.columns["sponsor"][rows].astype(np.int64)
+            sponsors = np.where(sponsors >= 0, sponsors, -1 - np.arange(len(rows)))  # unknown: unique
             same_sponsor = sponsors[:, None] == sponsors[None, :]
             dup |= same_sponsor & (title @ title.T >= self.title_threshold)
         np.fill_diagonal(dup, False)

@@ -168,6 +168,6 @@ def evaluate(
             for name, method in methods.items():
                 scores = method.scores(q_row, rows)
                 top = np.argsort(-scores, kind="stable")[:RETRIEVE_DEPTH]
-                runs[name][q] = {index.trials[rows[i]].nct_id: float(RETRIEVE_DEPTH - r) for r, i in enumerate(top)}
+                runs[name][q] = {index.nct_id(rows[i]): float(RETRIEVE_DEPTH - r) for r, i in enumerate(top)}
     names = RERANK_METRICS if mode == "rerank" else RETRIEVE_METRICS
     return EvaluationResult(mode, len(queries), skipped, _metrics(qrels, runs, names), missing)

@@ -32,6 +32,7 @@ class TextField(str, Enum):
     """A text field embedded on its own."""
 
     TITLE = "title"
+    BRIEF_TITLE = "brief_title"
     CONDITIONS = "conditions"
     INTERVENTIONS = "interventions"
     SUMMARY = "summary"
@@ -64,6 +65,8 @@ def field_text(trial: Trial, field: TextField) -> str | None:
         if trial.official_title and trial.official_title != trial.brief_title:
             titles.append(trial.official_title)
         return _join(titles, ". ")
+    if field is TextField.BRIEF_TITLE:  # a third of the tokens of both titles
+        return (trial.brief_title or "").strip() or (trial.official_title or "").strip() or None
     if field is TextField.CONDITIONS:
         return _join([*(trial.conditions or ()), *(trial.keywords or ()), *(trial.condition_mesh or ())])
     if field is TextField.INTERVENTIONS:

@@ -107,7 +107,7 @@ class ServedIndex:
             if self.load_model:
                 index.text_featurizer()
             if len(index) > 1:  # the first search builds lazy structures: not on a request
-                ranker.related(index.trials[0].nct_id, 1)
+                ranker.related(index.nct_id(0), 1)
         return ranker
 
     def reload(self, *, raise_errors: bool = True) -> Reload:

@@ -42,6 +42,7 @@ from .fields import (
 from .lexical import BM25Vectorizer
 from .loaders import trial_from_document
 from .neighbours import NeighbourLists, clustered_knn
+from .store import RowLookup, TrialStore, trial_columns
 from .trial import Trial
 
 __all__ = ["IndexConfig", "TrialIndex", "build_index", "FORMAT_VERSION"]
@@ -61,6 +62,7 @@ EXACT_NEIGHBOURS_LIMIT = 50_000
 
 DEFAULT_FIELD_WEIGHTS: dict[str, float] = {
     "title": 1.0,
+    "brief_title": 1.0,
     "conditions": 1.0,
     "interventions": 0.5,
     "summary": 1.0,
@@ -205,6 +207,9 @@ class TrialIndex:
     """Trials with their field vectors, structured and lexical features, and a vector backend.
 
     Row ``i`` of every array belongs to ``trials[i]``; the backend stores row numbers as ids.
+    A loaded index reads its trial records from disk on demand (:class:`~similarity.store.TrialStore`)
+    and keeps in RAM only ``columns``, the compact attributes that filters and signals read for
+    many rows (:func:`~similarity.store.trial_columns`).
     """
 
     def __init__(
@@ -220,9 +225,11 @@ class TrialIndex:
         backend: VectorBackend,
         manifest: dict[str, Any],
         path: Path | None = None,
+        columns: dict[str, np.ndarray] | None = None,
     ):
         self.config = config
-        self.trials = list(trials)
+        self.trials = trials if isinstance(trials, TrialStore) else list(trials)
+        self.columns = columns if columns is not None else trial_columns(self.trials)
         self.field_vectors = field_vectors
         self.structured = structured
         self.structured_featurizer = structured_featurizer
@@ -231,7 +238,7 @@ class TrialIndex:
         self.backend = backend
         self.manifest = manifest
         self.path = path
-        self.rows = {t.nct_id: i for i, t in enumerate(self.trials)}
+        self.rows = RowLookup(self.columns["nct_id"])
         self._text_featurizer: TextFeaturizer | None = None
 
     def __len__(self) -> int:
@@ -249,6 +256,10 @@ class TrialIndex:
 
     def trial(self, nct_id: str) -> Trial:
         return self.trials[self.row(nct_id)]
+
+    def nct_id(self, row: int) -> str:
+        """The NCT ID of ``row`` (from the compact columns: no record is read)."""
+        return self.columns["nct_id"][row].decode("ascii")
 
     @property
     def fingerprint(self) -> str:
@@ -316,9 +327,10 @@ class TrialIndex:
         with open(build / "trials.jsonl", "w", encoding="utf-8") as fh:
             for trial in self.trials:
                 fh.write(json.dumps(trial.to_dict(), ensure_ascii=False) + "\n")
+        np.savez(build / "columns.npz", **self.columns)
         np.save(build / "field_vectors.npy", self.field_vectors)
-        sparse.save_npz(build / "structured.npz", self.structured)
-        sparse.save_npz(build / "lexical.npz", self.lexical)
+        _save_csr(build, "structured", self.structured)
+        _save_csr(build, "lexical", self.lexical)
         joblib.dump(
             {"structured": self.structured_featurizer, "lexical": self.lexical_vectorizer},
             build / "encoders.joblib",
@@ -362,24 +374,54 @@ class TrialIndex:
                 f"{path} was built with another layout: "
                 + "; ".join(f"{k} is {a!r}, expected {b!r}" for k, (a, b) in diff.items())
             )
-        with open(build / "trials.jsonl", encoding="utf-8") as fh:
-            trials = [trial_from_document(json.loads(line), source=str(build)) for line in fh]
+        if mmap:
+            trials = TrialStore(build / "trials.jsonl")
+        else:
+            with open(build / "trials.jsonl", encoding="utf-8") as fh:
+                trials = [trial_from_document(json.loads(line), source=str(build)) for line in fh]
+        try:
+            with np.load(build / "columns.npz") as saved_columns:
+                columns = {k: saved_columns[k] for k in saved_columns.files}
+        except FileNotFoundError:  # builds older than the columns: read every record once
+            columns = trial_columns(iter(trials))
         encoders = joblib.load(build / "encoders.joblib")
         index = cls(
             config=config,
             trials=trials,
             field_vectors=np.load(build / "field_vectors.npy", mmap_mode="r" if mmap else None),
-            structured=sparse.load_npz(build / "structured.npz").tocsr(),
+            structured=_load_csr(build, "structured", mmap),
             structured_featurizer=encoders["structured"],
-            lexical=sparse.load_npz(build / "lexical.npz").tocsr(),
+            lexical=_load_csr(build, "lexical", mmap),
             lexical_vectorizer=encoders["lexical"],
             backend=load_backend(build / "backend"),
             manifest=manifest,
             path=build,
+            columns=columns,
         )
+        if len(index) != len(index.columns["nct_id"]):
+            raise IndexMismatch(f"{build}: trials.jsonl and columns.npz disagree on the number of trials")
         if len(index) != manifest["count"] or index.backend.count != manifest["count"]:
             raise IndexMismatch(f"{build}: holds {len(index)} trials, manifest says {manifest['count']}")
         return index
+
+
+_CSR_PARTS = ("data", "indices", "indptr")
+
+
+def _save_csr(build: Path, name: str, matrix: sparse.spmatrix) -> None:
+    """A sparse matrix as plain ``.npy`` arrays, which load memory-mapped (``.npz`` cannot)."""
+    matrix = sparse.csr_matrix(matrix)
+    for part in _CSR_PARTS:
+        np.save(build / f"{name}.{part}.npy", getattr(matrix, part))
+    np.save(build / f"{name}.shape.npy", np.asarray(matrix.shape, dtype=np.int64))
+
+
+def _load_csr(build: Path, name: str, mmap: bool) -> sparse.csr_matrix:
+    if (build / f"{name}.npz").exists():  # builds saved before the arrays were split
+        return sparse.load_npz(build / f"{name}.npz").tocsr()
+    parts = [np.load(build / f"{name}.{part}.npy", mmap_mode="r" if mmap else None) for part in _CSR_PARTS]
+    shape = tuple(int(v) for v in np.load(build / f"{name}.shape.npy"))
+    return sparse.csr_matrix(tuple(parts), shape=shape, copy=False)
 
 
 def neighbour_lists(backend: VectorBackend, vectors: np.ndarray, k: int, *, progress: bool = False) -> NeighbourLists:

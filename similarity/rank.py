@@ -26,6 +26,7 @@ from .explain import explain
 from .fields import concatenated_text, structured_table, text_table
 from .index import TrialIndex
 from .signals import QueryFeatures, Signals, SignalComputer
+from .store import column_mask
 from .trial import InterventionType, Status, StudyType, Trial, parse_phases, Phase
 
 __all__ = ["Filters", "RelatedTrial", "Ranker", "QueryFeatures"]
@@ -179,8 +180,7 @@ class Ranker:
     def _mask(self, name: str, value) -> np.ndarray:
         key = (name, value.value)
         if key not in self._masks:
-            probe = Filters(**{name: (value,)})
-            self._masks[key] = np.fromiter((probe.matches(t) for t in self.index.trials), bool, len(self.index))
+            self._masks[key] = column_mask(self.index.columns, name, value)
         return self._masks[key]
 
     def candidates(self, query: QueryFeatures, n: int, filters: Filters | None = None) -> np.ndarray:
@@ -234,7 +234,7 @@ class Ranker:
             parts = {g: float(v[i]) for g, v in components.items()}
             why = explain(query.trial, trial, parts, signals.values[i, field_cols], fields)
             if duplicates.get(int(i)):
-                why["near_duplicates"] = [self.index.trials[rows[j]].nct_id for j in duplicates[int(i)]]
+                why["near_duplicates"] = [self.index.nct_id(rows[j]) for j in duplicates[int(i)]]
             out.append(
                 RelatedTrial(
                     nct_id=trial.nct_id,

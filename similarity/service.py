@@ -499,7 +499,7 @@ def create_app(
     @app.get("/", include_in_schema=False)
     def demo_default(request: Request):
         index = ranker_of(request).index
-        nct_id = DEMO_DEFAULT if DEMO_DEFAULT in index else index.trials[0].nct_id
+        nct_id = DEMO_DEFAULT if DEMO_DEFAULT in index else index.nct_id(0)
         return RedirectResponse(f"/demo/{nct_id}")
 
     return app

@@ -20,7 +20,8 @@ from scipy import sparse
 
 from .fields import STRUCTURED_COLUMNS
 from .index import TrialIndex
-from .trial import Phase, Trial
+from .store import phase_ordinal
+from .trial import Trial
 
 __all__ = ["QueryFeatures", "Signals", "SignalComputer", "GROUPS", "phase_ordinal"]
 
@@ -53,14 +54,6 @@ class Signals:
         return self.values[:, self.names.index(name)]
 
 
-def phase_ordinal(trial: Trial) -> float:
-    """Mean ordinal of a trial's phases; -1 for N/A only; NaN when unknown."""
-    ords = [p.ordinal for p in trial.phases or () if p.ordinal is not None]
-    if ords:
-        return float(np.mean(ords))
-    return -1.0 if trial.phases and Phase.NA in trial.phases else float("nan")
-
-
 class SignalComputer:
     """Computes :class:`Signals` against one index; precomputes what every query reuses."""
 
@@ -78,7 +71,7 @@ class SignalComputer:
             for n in self.names
         )
         self._blocks = [blocks[a] for a in self.attributes]
-        self._phase = np.array([phase_ordinal(t) for t in index.trials], dtype=np.float64)
+        self._phase = index.columns["phase_ordinal"].astype(np.float64)
 
     def compute(self, query: QueryFeatures, rows: np.ndarray) -> Signals:
         rows = np.asarray(rows, dtype=np.int64)

@@ -85,7 +85,7 @@ def labelled_signals(
             continue
         if random_negatives:
             for row in rng.choice(len(index), size=min(random_negatives, len(index)), replace=False):
-                c = index.trials[row].nct_id
+                c = index.nct_id(row)
                 if c != q and c not in cands and c not in pairs.get(q, {}):
                     cands[c] = 0
         if all(cands.values()):

@@ -117,13 +117,14 @@ def update_index(
     report.removed = sorted(drop)
 
     # Final rows: kept old rows in their order (changed ones replaced in place), then new trials.
+    old_trials = list(index.trials)  # one pass over the records (a loaded index reads them from disk)
     old_rows, final = [], []
-    for row, trial in enumerate(index.trials):
+    for row, trial in enumerate(old_trials):
         if trial.nct_id in drop:
             continue
         old_rows.append(row)
         final.append(incoming.pop(trial.nct_id, trial))
-    changed_at = [i for i, (row, t) in enumerate(zip(old_rows, final)) if t is not index.trials[row]]
+    changed_at = [i for i, (row, t) in enumerate(zip(old_rows, final)) if t is not old_trials[row]]
     report.changed = [final[i].nct_id for i in changed_at]
     report.added = list(incoming)
     final.extend(incoming.values())

@@ -20,7 +20,6 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .exceptions import IndexMismatch
-from .loaders import trial_from_document
 from .trial import InterventionType, Phase, Status, StudyType, Trial
 
 __all__ = ["TrialStore", "RowLookup", "trial_columns", "phase_ordinal", "CACHE_SIZE"]
@@ -172,8 +171,8 @@ class TrialStore(Sequence[Trial]):
         start, end = int(self._offsets[row]), int(self._offsets[row + 1])
         line = os.pread(self._fd, end - start, start)
         try:
-            return trial_from_document(json.loads(line), source=str(self.path))
-        except ValueError as exc:
+            return Trial.from_dict(json.loads(line))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise IndexMismatch(f"{self.path}: record {row + 1} is unreadable ({exc})") from None
 
     def __len__(self) -> int:
@@ -194,7 +193,7 @@ class TrialStore(Sequence[Trial]):
         with open(self.path, "rb") as fh:
             for line in fh:
                 if line.strip():
-                    yield trial_from_document(json.loads(line), source=str(self.path))
+                    yield Trial.from_dict(json.loads(line))
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -298,6 +298,32 @@ class Trial:
                 out[field.name] = value
         return out
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> "Trial":
+        """The inverse of :meth:`to_dict`, for records this package wrote (an index's
+        ``trials.jsonl``): no spelling variants, so ~10x faster than the flat-record loader.
+        Input from elsewhere goes through :func:`similarity.loaders.trial_from_document`."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            if field.name == "phases":
+                phase = record.get("phase")
+                values["phases"] = tuple(Phase(p) for p in phase.split("/")) if phase else None
+                continue
+            value = record.get(field.name)
+            if value is None:
+                continue
+            if field.name == "interventions":
+                value = tuple(
+                    Intervention(InterventionType(i["type"]) if i.get("type") else None, i["name"]) for i in value
+                )
+            elif isinstance(value, list):
+                value = tuple(value)
+            values[field.name] = value
+        for name, enum in (("overall_status", Status), ("study_type", StudyType)):
+            if name in values:
+                values[name] = enum(values[name])
+        return cls(**values)
+
     def summary(self) -> dict[str, Any]:
         """The fields a related list shows: NCT ID, title, status and phase."""
         return {

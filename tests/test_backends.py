@@ -83,7 +83,7 @@ def test_remove(name, data):
 
 def test_auto_picks_exact_for_small_and_ivf_for_large():
     assert make_backend("auto", 8, 1000).name == "flat"
-    assert make_backend("auto", 8, 10_000_000).name == "ivf"
+    assert make_backend("auto", 8, 10_000_000).name == "ivf-sq8"
     with pytest.raises(ValueError, match="allowed: auto, numpy, flat, hnsw, ivf, ivf-sq8"):
         make_backend("annoy", 8)
 

@@ -81,17 +81,20 @@ class VectorBackend(ABC):
 
 
 def make_backend(name: BackendName, dim: int, n_vectors: int = 0) -> VectorBackend:
-    """A new empty backend; ``auto`` picks exact up to :data:`EXACT_LIMIT` vectors, IVF above.
+    """A new empty backend; ``auto`` picks exact up to :data:`EXACT_LIMIT` vectors, IVF-SQ8 above.
 
     IVF rather than HNSW above the limit: on a small machine it builds in a minute where HNSW
     takes tens of minutes at a million vectors, it can remove vectors, and related lists of
     indexed trials come from precomputed neighbour lists anyway (see :mod:`similarity.neighbours`).
+    8-bit codes rather than float32: a quarter of the memory (224 MB instead of 879 MB at 0.6M
+    trials); the ranker re-scores its candidates with the stored field vectors, which refines the
+    coarse search (``benchmarks/performance.md`` gives the related-list recall against exact).
     """
     from .faiss import FaissBackend
     from .numpy import NumpyBackend
 
     if name == "auto":
-        name = "flat" if n_vectors <= EXACT_LIMIT else "ivf"
+        name = "flat" if n_vectors <= EXACT_LIMIT else "ivf-sq8"
     if name == "numpy":
         return NumpyBackend(dim)
     if name in ("flat", "hnsw", "ivf", "ivf-sq8"):

@@ -144,16 +144,20 @@ def bench_tokens(trials, configs: dict) -> dict:
 
 
 def bench_quality(pairs_trials: Path, pairs: Path, workdir: Path, configs: dict) -> dict:
-    """Labelled-pair quality of each engine configuration and of the naive (dense) baseline, same run."""
-    from similarity import build_index, evaluate, load_trials, read_pairs
+    """Labelled-pair quality of each configuration (its blend learned and cross-validated by query,
+    as ``fit-weights`` fits it) and of the naive (dense) baseline, same run."""
+    from similarity import BlendWeights, Ranker, build_index, evaluate, load_trials, read_pairs
+    from similarity.tuning import cross_validated_engine
 
     trials = load_trials([pairs_trials])
     labelled = read_pairs(pairs)
     out = {}
     for name, config in configs.items():
         index = build_index(trials, config, cache_dir=str(workdir / "quality-cache"))
+        engine = cross_validated_engine(Ranker(index, BlendWeights()), labelled)
         for mode in ("rerank", "retrieve"):
-            result = evaluate(index, labelled, mode=mode, baselines=["dense"], cache_dir=str(workdir / "quality-cache"))
+            result = evaluate(index, labelled, mode=mode, engines={"engine": engine}, baselines=["dense"],
+                              cache_dir=str(workdir / "quality-cache"))
             out.setdefault(mode, {"queries": result.queries})[name] = result.methods["engine"]
             out[mode]["naive (dense)"] = result.methods["dense"]
     return out
@@ -354,26 +358,147 @@ print(hwm())
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def bench_index_memory(workdir: Path) -> dict:
-    """Peak RSS of a process holding the whole real index (trials, field vectors, sparse features)."""
-    code = _HWM + f"""
-import numpy as np, sys
-sys.path.insert(0, {str(ROOT)!r})
-from similarity import TrialIndex, Ranker
-import faiss, joblib, sklearn.compose, sklearn.feature_extraction.text  # imports counted in "before"
-before = hwm()
-index = TrialIndex.load({str(workdir / 'index')!r}, mmap=False)
+# ----------------------------------------------------------------------------- whole served index
+def synthetic_index(source: Path, dest: Path, n: int, seed: int, neighbours_k: int) -> dict:
+    """Save a whole index of ``n`` trials made from the real build in ``source``.
+
+    Each synthetic trial copies a random real one under a new NCT ID: its record, columns,
+    structured and BM25 rows, and its field vectors plus Gaussian noise (as the scaling section).
+    The vector backend (the ``auto`` choice for ``n``) and the neighbour lists are built on the
+    synthetic vectors like ``build_index`` does. Returns sizes on disk and build times.
+    """
+    import shutil
+
+    from similarity import TrialIndex
+    from similarity.backends import make_backend
+    from similarity.index import NEIGHBOURS_K, _save_csr, neighbour_lists
+
+    real = TrialIndex.load(source)
+    rng = np.random.default_rng(seed)
+    src = np.sort(rng.integers(0, len(real), n))
+    build = dest / "builds" / "synthetic"
+    build.mkdir(parents=True)
+    started = time.perf_counter()
+    lines = (real.path / "trials.jsonl").read_bytes().splitlines(keepends=True)
+    ids = np.array([f"NCT9{i:07d}".encode() for i in range(n)])
+    with open(build / "trials.jsonl", "wb") as fh:
+        for i, s in enumerate(src):
+            old = real.columns["nct_id"][s]
+            fh.write(lines[s].replace(b'"' + old + b'"', b'"' + ids[i] + b'"', 1))
+    del lines
+    columns = {k: (v if k == "sponsor_names" else v[src]) for k, v in real.columns.items()}
+    columns["nct_id"] = ids
+    np.savez(build / "columns.npz", **columns)
+    _save_csr(build, "structured", real.structured[src])
+    _save_csr(build, "lexical", real.lexical[src])
+    shutil.copy(real.path / "encoders.joblib", build / "encoders.joblib")
+    n_fields, dim = real.field_vectors.shape[1:]
+    fv = np.lib.format.open_memmap(build / "field_vectors.npy", mode="w+", dtype=np.float16, shape=(n, n_fields, dim))
+    vectors = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 50_000):
+        rows = src[start : start + 50_000]
+        block = np.asarray(real.field_vectors[rows], dtype=np.float32)
+        present = np.abs(block).sum(axis=2, keepdims=True) > 0
+        block = block + rng.normal(0, 0.025, block.shape).astype(np.float32) * present
+        block /= np.maximum(np.linalg.norm(block, axis=2, keepdims=True), 1e-12)
+        fv[start : start + len(rows)] = block.astype(np.float16)
+        vectors[start : start + len(rows)] = real.trial_vectors(fv[start : start + len(rows)])
+    fv.flush()
+    del fv
+    records_s = time.perf_counter() - started
+    backend = make_backend("auto", dim, n)
+    _, backend_s = _timed(backend.add, vectors, np.arange(n))
+    k = min(neighbours_k or NEIGHBOURS_K, n - 1)
+    backend.neighbours, lists_s = _timed(neighbour_lists, backend, vectors, k)
+    del vectors
+    backend.save(build / "backend")
+    manifest = dict(real.manifest, count=n, backend=backend.name, neighbours=k, fingerprint=f"synthetic-{n}-{seed}")
+    (build / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (dest / "CURRENT").write_text("synthetic")
+    files = {f.name: f.stat().st_size for f in build.rglob("*") if f.is_file()}
+    return {"n": n, "backend": backend.name, "neighbours": k, "records_s": records_s, "backend_s": backend_s,
+            "lists_s": lists_s, "disk_mb": sum(files.values()) / 2**20,
+            "files_mb": {name: size / 2**20 for name, size in sorted(files.items())}}
+
+
+_SERVE = _HWM + """
+import json, sys, time
+import numpy as np
+sys.path.insert(0, {root!r})
+from similarity import Ranker, TrialIndex
+from similarity.rank import Filters
+import faiss, joblib, sklearn.compose, sklearn.feature_extraction.text  # imports counted in "imports"
+
+def rss():
+    out = {{}}
+    for line in open("/proc/self/status"):
+        key = line.split(":")[0]
+        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
+            out[key] = int(line.split()[1]) / 1024
+    return out
+
+path, mmap, queries, check = {path!r}, {mmap!r}, {queries!r}, {check!r}
+imports = hwm()
+started = time.perf_counter()
+index = TrialIndex.load(path, mmap=mmap)
 ranker = Ranker(index)
-ranker.related(index.trials[0].nct_id, 10)
-nbytes = lambda m: m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
-print(before, hwm(), len(index), index.field_vectors.nbytes, nbytes(index.lexical), nbytes(index.structured))
+load_s = time.perf_counter() - started
+loaded = rss()
+rng = np.random.default_rng(1)
+rows = rng.integers(0, len(index), queries)
+times = {{"precomputed": [], "filtered": [], "search": []}}
+for r in rows:
+    t = time.perf_counter(); ranker.related(index.nct_id(r), 10); times["precomputed"].append(time.perf_counter() - t)
+recruiting = Filters.parse(status=["RECRUITING"])
+for r in rows[: queries // 10]:
+    t = time.perf_counter(); ranker.related(index.nct_id(r), 10, filters=recruiting); times["filtered"].append(time.perf_counter() - t)
+search = rows[: queries // 10]
+lists = []
+for r in search:  # the path of a document that is not indexed: the vector backend, then the blend
+    t = time.perf_counter(); lists.append(ranker._related(ranker.features(index.nct_id(r)), 10, None)); times["search"].append(time.perf_counter() - t)
+served = rss()
+recall = None
+if check:  # the same lists from exact candidates (a brute-force scan), after the memory readings
+    q = np.stack([ranker.features(index.nct_id(r)).trial_vector for r in search]).astype(np.float32)
+    best = np.full((len(search), ranker.n_candidates + 1), -np.inf, np.float32)
+    best_ids = np.zeros(best.shape, np.int64)
+    for start in range(0, len(index), 50_000):
+        tv = index.trial_vectors(np.asarray(index.field_vectors[start : start + 50_000]))
+        s = q @ tv.T
+        both = np.concatenate([best, s], axis=1)
+        ids = np.concatenate([best_ids, np.broadcast_to(np.arange(start, start + len(tv)), s.shape)], axis=1)
+        top = np.argsort(-both, axis=1)[:, : best.shape[1]]
+        best, best_ids = np.take_along_axis(both, top, 1), np.take_along_axis(ids, top, 1)
+    hits = 0
+    for r, got, cand in zip(search, lists, best_ids):
+        cand = cand[cand != r][: ranker.n_candidates]
+        exact = ranker._related(ranker.features(index.nct_id(r)), 10, None, rows=cand)
+        hits += len({{x.nct_id for x in got}} & {{x.nct_id for x in exact}})
+    recall = hits / (10 * len(search))
+pct = lambda xs: {{"p50": float(np.percentile(xs, 50)) * 1e3, "p99": float(np.percentile(xs, 99)) * 1e3}}
+print(json.dumps({{"imports_mb": imports, "load_s": load_s, "loaded": loaded, "served": served,
+                  "latency_ms": {{k: pct(v) for k, v in times.items()}}, "queries": len(rows),
+                  "list_recall10": recall, "trials": len(index), "backend": index.backend.name}}))
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    before, after, n, fv, lex, struct = done.stdout.strip().splitlines()[-1].split()
-    n = int(n)
-    return {"imports_mb": float(before), "loaded_mb": float(after), "trials": n,
-            "per_trial_kb": (float(after) - float(before)) * 1024 / n, "field_vectors_kb": int(fv) / n / 1024,
-            "lexical_kb": int(lex) / n / 1024, "structured_kb": int(struct) / n / 1024}
+
+
+def bench_served_memory(source: Path, workdir: Path, n: int, seed: int, neighbours_k: int, queries: int) -> dict:
+    """Peak RSS of a process serving a whole synthetic index of ``n`` trials: the default load
+    (records on disk, arrays memory-mapped) against everything held in RAM, same workload."""
+    dest = workdir / f"served-{n}"
+    out = {"load_before": _load()}
+    out["index"] = synthetic_index(source, dest, n, seed, neighbours_k)
+    gc.collect()
+    for name, mmap in (("engine", True), ("in_ram", False)):
+        log.info("served memory %d: %s", n, name)
+        code = _SERVE.format(root=str(ROOT), path=str(dest), mmap=mmap, queries=queries, check=mmap)
+        subprocess.run(["sync"], check=False)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"served-memory child ({name}) failed:\n{done.stderr[-3000:]}")
+        out[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    out["load_after"] = _load()
+    return out
 
 
 # ----------------------------------------------------------------------------- report
@@ -386,11 +511,14 @@ def main(argv=None) -> int:
     parser.add_argument("--build-trials", type=int, default=None, help="random subset of the corpus (default all)")
     parser.add_argument("--sizes", default=None, help="synthetic corpus sizes (default 10000,100000,1000000)")
     parser.add_argument("--neighbours-k", type=int, default=50, help="list length in the synthetic runs")
+    parser.add_argument("--served-sizes", default=None,
+                        help="whole synthetic indexes served from disk (default 600000; --quick 30000)")
+    parser.add_argument("--served-queries", type=int, default=None, help="related lists per served index (default 1000)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "performance.md"))
     parser.add_argument("--from-json", default=None, help="only rewrite the report from saved figures")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--build-configs", default=None,
-                        help="configurations timed besides the default: term-level, fast (default: fast; --quick: both)")
+                        help="configurations timed besides the default: fast, whole-fields (default: fast)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -405,16 +533,17 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     from similarity import IndexConfig, load_trials
+    from similarity.fields import FAST_TEXT_FIELDS
 
     sizes = [int(s) for s in (args.sizes or ("10000,100000" if args.quick else "10000,100000,1000000")).split(",")]
     build_trials = args.build_trials or (600 if args.quick else None)
     command = "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results = {"machine": machine(), "command": command.strip(), "started": time.time()}
     default = IndexConfig()
-    terms = dataclasses.replace(default, term_fields=("conditions", "interventions"))
-    fast = dataclasses.replace(terms, text_fields=tuple(f for f in default.text_fields if f != "summary"),
-                               field_weights=None)
-    configs = {"default": default, "term-level": terms, "fast": fast}
+    fast = IndexConfig(text_fields=tuple(f.value for f in FAST_TEXT_FIELDS))
+    # the default before term-level fields and the brief title: both titles, every field as one text
+    whole = IndexConfig(text_fields=("title", "conditions", "interventions", "summary"), term_fields=())
+    configs = {"default": default, "fast": fast, "whole-fields": whole}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         log.info("loading %s", args.corpus)
@@ -427,7 +556,7 @@ def main(argv=None) -> int:
         held_out = [t for i, t in enumerate(trials) if i in held]
         kept = [t for i, t in enumerate(trials) if i not in held]
         load_share = load_s * len(kept) / results["corpus"]["trials"]
-        extra = args.build_configs if args.build_configs is not None else ("term-level,fast" if args.quick else "fast")
+        extra = args.build_configs if args.build_configs is not None else "fast"
         timed = {name: configs[name] for name in ["default", *(c for c in extra.split(",") if c)]}
         results["build"] = bench_build(kept, workdir, timed, rounds=2 if args.quick else 4)
         results["tokens"] = bench_tokens(kept, configs)
@@ -437,7 +566,6 @@ def main(argv=None) -> int:
         results["update"] = bench_update(workdir, held_out, load_share, default_build["seconds"], default_build["save_s"], args.seed)
         log.info("latency at real size")
         results["latency"] = bench_latency(workdir, held_out, 300 if not args.quick else 100, args.seed)
-        results["index_memory"] = bench_index_memory(workdir)
         from similarity import TrialIndex
 
         index = TrialIndex.load(workdir / "index")
@@ -448,6 +576,12 @@ def main(argv=None) -> int:
         for n in sizes:
             log.info("synthetic %d", n)
             results["scale"].append(bench_scale(base, n, args.neighbours_k, workdir, args.seed, memory=n == max(sizes)))
+            (out.with_suffix(".json")).write_text(json.dumps(results, indent=1))
+        results["served"] = []
+        for n in (int(v) for v in (args.served_sizes or ("30000" if args.quick else "600000")).split(",") if v):
+            log.info("served index of %d trials", n)
+            results["served"].append(bench_served_memory(workdir / "index", workdir, n, args.seed, 0,
+                                                         args.served_queries or (200 if args.quick else 1000)))
             (out.with_suffix(".json")).write_text(json.dumps(results, indent=1))
     results["wall_s"] = time.time() - results.pop("started")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -471,6 +605,53 @@ def _mb(n_bytes: float) -> str:
 
 def _met(m: dict, keys) -> str:
     return " | ".join(f"{m[k]:.3f}" for k in keys)
+
+
+def _served_section(sv: dict) -> list[str]:
+    ix, e, ram = sv["index"], sv["engine"], sv["in_ram"]
+    n = ix["n"]
+
+    def lat(side, key):
+        v = side["latency_ms"][key]
+        return f"{v['p50']:.1f} / {v['p99']:.1f}"
+
+    rows = [
+        ("load the index (s)", f"{e['load_s']:.1f}", f"{ram['load_s']:.1f}"),
+        ("RSS after load (MB)", f"{e['loaded']['VmRSS']:,.0f}", f"{ram['loaded']['VmRSS']:,.0f}"),
+        ("**peak RSS after the related lists (MB)**", f"**{e['served']['VmHWM']:,.0f}**", f"**{ram['served']['VmHWM']:,.0f}**"),
+        ("... private (anonymous) / mapped file pages (MB)", f"{e['served']['RssAnon']:,.0f} / {e['served']['RssFile']:,.0f}",
+         f"{ram['served']['RssAnon']:,.0f} / {ram['served']['RssFile']:,.0f}"),
+        (f"related list, precomputed candidates: p50 / p99 ms ({e['queries']:,})", lat(e, "precomputed"), lat(ram, "precomputed")),
+        (f"... with a status filter ({e['queries'] // 10})", lat(e, "filtered"), lat(ram, "filtered")),
+        (f"... candidates from the {e['backend']} search, as for a new document ({e['queries'] // 10})", lat(e, "search"), lat(ram, "search")),
+    ]
+    files = ", ".join(f"{name} {mb:,.0f} MB" for name, mb in sorted(ix["files_mb"].items(), key=lambda kv: -kv[1])[:6])
+    lines = [
+        f"## Whole index served at {n:,} trials (synthetic)",
+        "",
+        f"A whole index of {n:,} trials saved to disk: each synthetic trial copies a random real one of the corpus "
+        "index under a new NCT ID (its record, structured and BM25 rows; its field vectors plus noise as above); "
+        f"backend `{ix['backend']}` (the `auto` choice) and neighbour lists of {ix['neighbours']} built on them like a "
+        f"build does ({ix['records_s']:.0f} s records and arrays, {ix['backend_s']:.0f} s backend, {ix['lists_s']:.0f} s lists; "
+        f"{ix['disk_mb'] / 1024:.1f} GB on disk: {files}). A fresh process loads it and asks for related lists of random "
+        "trials. Engine = the default `TrialIndex.load` (records read from `trials.jsonl` on demand, arrays "
+        "memory-mapped); baseline = `TrialIndex.load(mmap=False)`, everything in RAM as Python objects and arrays, "
+        "the way indexes were served before. Same workload, same process layout.",
+        "",
+        "| | engine (from disk) | baseline (all in RAM) |",
+        "|---|---:|---:|",
+        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+        "",
+    ]
+    if e.get("list_recall10") is not None:
+        lines += [
+            f"Related lists whose candidates come from the 8-bit `{e['backend']}` search hold "
+            f"{100 * e['list_recall10']:.1f}% of the top 10 that exact candidates (a brute-force scan) give "
+            f"({e['queries'] // 10} queries): the blend re-scores the candidates from the stored field vectors, which "
+            "refines the coarse search.",
+            "",
+        ]
+    return lines
 
 
 def render(r: dict) -> str:
@@ -516,8 +697,11 @@ def render(r: dict) -> str:
         est300 = est + (300 - k_run) * big["bytes"]["lists_per_k"] * scale / 2**20
         rows.append(("vector serving memory at 0.6M <= 1.5 GB (IVF-SQ8 + lists fully resident, scaled from the measured "
                      f"{big['n']:,}; lists of {k_run} / of 300)", f"{est:,.0f} MB / {est300:,.0f} MB", est300 <= 1536))
-        whole = r["index_memory"]["per_trial_kb"] * 600_000 / 1024 + est
-        rows.append(("whole index in RAM at 0.6M (trial records, field vectors, BM25 + the above)", f"{whole:,.0f} MB", whole <= 1536))
+    for sv in r.get("served", []):
+        peak = sv["engine"]["served"]["VmHWM"]
+        rows.append((f"whole index served at {sv['index']['n']:,} trials: peak RSS <= 1.5 GB (records read from disk, "
+                     f"arrays memory-mapped; {sv['engine']['queries']:,} related lists; everything in RAM: "
+                     f"{sv['in_ram']['served']['VmHWM']:,.0f} MB)", f"{peak:,.0f} MB", peak <= 1536))
     for target, value, ok in rows:
         lines.append(f"| {target} | {value} | {'yes' if ok else '**no**'} |")
     lines += ["", "### Gaps and their measured causes", ""]
@@ -526,29 +710,25 @@ def render(r: dict) -> str:
         dt_, nt = t["default"], t["naive"]
         summary = dt_["per_field"].get("summary", 0)
         rounds = [rd["naive"] / rd["fast"] for rd in b.get("per_round", []) if "fast" in rd]
+        q = r.get("quality", {}).get("rerank", {})
+        quality = ""
+        if {"default", "fast", "naive (dense)"} <= set(q):
+            quality = (f" Cross-validated rerank nDCG@5 on the labelled trials: default {q['default']['nDCG@5']:.3f}, "
+                       f"fast {q['fast']['nDCG@5']:.3f}, naive {q['naive (dense)']['nDCG@5']:.3f}.")
         lines.append(
             f"- **Build, default configuration ({eng['default']['rate'] / naive_rate:.2f}x).** Its distinct strings hold "
-            f"{dt_['tokens']:,} tokens against the naive {nt['tokens']:,} (only {_x(nt['tokens'], dt_['tokens'])} fewer): "
+            f"{dt_['tokens']:,} tokens against the naive {nt['tokens']:,} ({_x(nt['tokens'], dt_['tokens'])} fewer): "
             f"the summary alone is {summary:,} ({100 * summary / dt_['tokens']:.0f}%), and the naive text is cut at 256 "
             "tokens anyway. The model also runs short strings at fewer tokens per second than full 256-token texts "
             f"on this CPU (here {dt_['tokens'] / eng['default']['seconds']:,.0f} against {nt['tokens'] / b['naive_s']:,.0f} "
-            "tokens/s, worse the busier the machine). So per-field embedding cannot reach 3x while it embeds the summary. "
-            + (f"The fast configuration (conditions and interventions term by term, no summary) feeds "
-               f"{t['fast']['tokens']:,} tokens ({_x(nt['tokens'], t['fast']['tokens'])} fewer) and builds "
-               f"{eng['fast']['rate'] / naive_rate:.1f}x faster" + (f" ({min(rounds):.1f}x to {max(rounds):.1f}x by round, "
-               "highest on the least loaded rounds)" if rounds else "") + ", at labelled-pair quality at or above naive "
-               "but a little below the default (see the quality tables; 17 queries). Which fields the default embeds "
-               "is the ranking-quality work's decision." if "fast" in eng and "fast" in t else ""))
-    im = r["index_memory"]
-    if "field_vectors_kb" in im:
-        rest = im["per_trial_kb"] - im["field_vectors_kb"] - im["lexical_kb"] - im["structured_kb"] - 1.5
-        lines.append(
-            f"- **Whole index in RAM at 0.6M.** The loaded {im['trials']:,}-trial index costs {im['per_trial_kb']:.1f} KB per "
-            f"trial: float16 field vectors {im['field_vectors_kb']:.1f} KB, float32 search vectors 1.5 KB, BM25 "
-            f"{im['lexical_kb']:.1f} KB, structured {im['structured_kb']:.1f} KB, and ~{rest:.1f} KB for the trial records "
-            "held as Python objects (titles, filters, explanations). Reading records from disk on demand and keeping field "
-            "vectors memory-mapped (the default load) or 8-bit would bring it near the vector part; the search side "
-            "alone fits (row above)." + (f" (Array sizes per trial read from {im['arrays_from']}.)" if "arrays_from" in im else ""))
+            "tokens/s). So per-field embedding cannot reach 3x while it embeds the summary, and the summary is worth "
+            "keeping in the default: cut to its first 32 or 64 words, or left out, the labelled-pair quality falls to "
+            "about that of the fast configuration (see benchmarks/quality.md)."
+            + (f" The fast configuration (`related-trials build --fast`: no summary) feeds {t['fast']['tokens']:,} tokens "
+               f"({_x(nt['tokens'], t['fast']['tokens'])} fewer) and builds {eng['fast']['rate'] / naive_rate:.1f}x faster "
+               "than naive" + (f" ({min(rounds):.1f}x to {max(rounds):.1f}x by round)" if rounds else "")
+               + ", at labelled-pair quality above naive and below the default." + quality
+               if "fast" in eng and "fast" in t else ""))
     lines.append("")
 
     lines += [
@@ -563,8 +743,9 @@ def render(r: dict) -> str:
         f"plus structured attributes, BM25 and the FAISS backend. The corpus was split into {b['rounds']} random parts, "
         "each side timed on each part in alternating order (so load changes hit both), and the times summed; an "
         "engine keeps its cache across parts, so it embeds the same distinct strings as a one-shot build. "
-        "Configurations: default = `IndexConfig()`; term-level = the same with conditions and interventions "
-        "embedded term by term; fast = term-level without the summary field.",
+        "Configurations: default = `IndexConfig()` (brief title; conditions and interventions term by term; "
+        "summary); fast = the same without the summary (`related-trials build --fast`); whole-fields = the default "
+        "before this one (both titles, every field embedded as one text; tokens only).",
         "",
         f"Load average {b['load_before']} at the start, {b['load_after']} at the end.",
         "",
@@ -609,8 +790,9 @@ def render(r: dict) -> str:
                          + ", ".join(f"{f} {n:,}" for f, n in v["per_field"].items()) + " |")
         lines.append("")
     lines += [
-        "Quality on the labelled pairs (`data/trialsim-dev`, the same configurations built on its trials, naive = the "
-        "`dense` baseline, which embeds the same concatenated text):",
+        "Quality on the labelled pairs (`data/trialsim-dev`, the same configurations built on its trials, each blend "
+        "learned as `fit-weights` does and cross-validated by query (leave-one-query-out); naive = the `dense` "
+        "baseline, which embeds the same concatenated text):",
         "",
     ]
     q = r["quality"]
@@ -747,7 +929,8 @@ def render(r: dict) -> str:
             f"{s0['lookup_recall10']:.3f}), so the compressed index only serves new documents and filtered queries.",
             "",
         ]
-    im = r["index_memory"]
+    for sv in r.get("served", []):
+        lines += _served_section(sv)
     rate = eng["default"]["rate"]
     best_rate = eng[best_name]["rate"]
     lines += [
@@ -757,12 +940,18 @@ def render(r: dict) -> str:
         f"takes ~{600_000 / rate / 3600:.1f} h on these 2 cores ({600_000 / best_rate / 3600:.1f} h with {best_name}; naive "
         f"{600_000 / naive_rate / 3600:.1f} h). Daily updates touch ~1% and cost a small fraction of that; the embedding "
         "cache makes a rebuild with unchanged texts cheap.",
-        f"- **Memory of the whole index**: a loaded index takes {im['per_trial_kb']:.1f} KB per trial on top of the "
-        f"imports (measured on {im['trials']:,} real trials: trial records as Python objects, float16 field vectors, "
-        f"structured and BM25 matrices), i.e. ~{im['per_trial_kb'] * 600_000 / 2**20:.1f} GB at 0.6M: this, not the "
-        "vector index, is what breaks a 1.5 GB budget. Cause and fix: trial records are held as Python objects "
-        "(reading them from disk on demand would cut most of it) and field vectors stay float16 (memory-mapped, "
-        "they cost only what is touched; 8-bit would halve them).",
+    ]
+    if r.get("served"):
+        sv = r["served"][-1]
+        e, ram = sv["engine"], sv["in_ram"]
+        lines.append(
+            f"- **Memory**: served from disk, the {sv['index']['n']:,}-trial index peaks at {e['served']['VmHWM']:,.0f} MB "
+            f"({e['served']['RssAnon']:,.0f} MB private, {e['served']['RssFile']:,.0f} MB of mapped file pages, which the "
+            f"kernel can drop and re-read) against {ram['served']['VmHWM']:,.0f} MB with everything in RAM. Its "
+            f"{sv['index']['disk_mb'] / 1024:.1f} GB on disk should sit in the page cache for steady latency: the "
+            "mapped pages grow as more distinct trials are asked for, up to the size of the field vectors, "
+            "BM25 rows and lists.")
+    lines += [
         "- **Neighbour lists** at 0.6M with k = 300: "
         f"{600_000 * 300 * 4 / 2**30:.2f} GB on disk, memory-mapped; their computation (extrapolated above) is minutes.",
         "- **Flat search** grows linearly with the corpus (extrapolated p50 above); IVF keeps new-document and "

@@ -156,6 +156,8 @@ def main(argv=None) -> int:
         "learned pointwise, labelled pairs only": cross_validated_engine(
             fixed, pairs, objective="pointwise", random_negatives=0),
         "learned pairwise": cross_validated_engine(fixed, pairs, objective="pairwise"),
+        "learned, negatives from the query's candidates": cross_validated_engine(
+            fixed, pairs, objective="pointwise", random_negatives=0, candidate_negatives=30),
         **_signal_ablation(fixed, pairs, fit),
     }
     sections = {}

@@ -45,6 +45,9 @@ def _distinct(values: Sequence[str]) -> list[str]:
     return out
 
 
+_LABELS = {"brief_title": "title"}  # field names as a reader says them
+
+
 def explain(query: Trial, cand: Trial, components: dict[str, float], field_cos, fields) -> dict[str, Any]:
     """Why ``cand`` is related to ``query``: facts present in both, and the score components."""
     shared = {
@@ -74,7 +77,7 @@ def explain(query: Trial, cand: Trial, components: dict[str, float], field_cos, 
     if not reasons:
         best = [f for f, c in zip(fields, field_cos) if not np.isnan(c)]
         best = max(best, key=lambda f: field_cos[list(fields).index(f)]) if best else None
-        reasons.append(f"similar {best}" if best else "similar text")
+        reasons.append(f"similar {_LABELS.get(best, best)}" if best else "similar text")
     return {
         "shared": shared,
         "phase": phase,

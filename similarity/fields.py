@@ -2,9 +2,10 @@
 
 The default model reads only its first 256 tokens, while a trial's texts average ~600 words. So the
 text is split into short, focused fields that each fit the window and are embedded one by one
-(``title``, ``conditions``, ``interventions``, ``summary``, ``criteria``) instead of one long
-concatenation whose tail would be cut off. ``benchmarks/quality.md`` compares the two on the
-labelled pairs.
+(``brief_title``, ``conditions``, ``interventions``, ``summary``, ``criteria``...) instead of one
+long concatenation whose tail would be cut off. ``benchmarks/quality.md`` compares the two on the
+labelled pairs. ``title`` (brief and official titles together) is kept for indexes built with it;
+the brief title alone ranks as well at a third of the tokens.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from .trial import Trial
 __all__ = [
     "TextField",
     "DEFAULT_TEXT_FIELDS",
+    "FAST_TEXT_FIELDS",
+    "TERM_FIELDS",
     "STRUCTURED_COLUMNS",
     "MULTI_VALUED_COLUMNS",
     "text_table",
@@ -42,11 +45,19 @@ class TextField(str, Enum):
 
 
 DEFAULT_TEXT_FIELDS: tuple[TextField, ...] = (
-    TextField.TITLE,
+    TextField.BRIEF_TITLE,
     TextField.CONDITIONS,
     TextField.INTERVENTIONS,
     TextField.SUMMARY,
 )
+"""The best fields found on the labelled pairs (``benchmarks/quality.md``)."""
+
+FAST_TEXT_FIELDS: tuple[TextField, ...] = (TextField.BRIEF_TITLE, TextField.CONDITIONS, TextField.INTERVENTIONS)
+"""Without the summary, which is ~70% of the tokens the default embeds: a cold build ~3x faster,
+at lower labelled-pair quality (still above one embedding of the whole text)."""
+
+TERM_FIELDS: tuple[TextField, ...] = (TextField.CONDITIONS, TextField.INTERVENTIONS)
+"""List fields embedded term by term by default (terms repeat across thousands of trials)."""
 
 
 def _join(parts: Iterable[str | None], sep: str = "; ") -> str | None:

@@ -33,6 +33,7 @@ from .featurize import DEFAULT_MODEL, StructuredFeaturizer, TextFeaturizer
 from .fields import (
     DEFAULT_TEXT_FIELDS,
     MULTI_VALUED_COLUMNS,
+    TERM_FIELDS,
     STRUCTURED_COLUMNS,
     TextField,
     concatenated_text,
@@ -85,8 +86,9 @@ class IndexConfig:
         backend: vector backend (``auto``: exact FAISS below 200k trials, HNSW above).
         term_fields: list fields embedded term by term (each distinct condition, keyword, MeSH
             term or intervention once for the whole corpus, a trial's field vector the mean of
-            its terms'); the other fields are embedded as one text. Indexes saved before this
-            option existed embedded every field as one text and load with ``()``.
+            its terms'; default: conditions and interventions); the other fields are embedded as
+            one text. Indexes saved before this option existed embedded every field as one text
+            and load with ``()``.
         neighbours: length of the neighbour list precomputed for each trial (0: none; None:
             :data:`NEIGHBOURS_K` above :data:`NEIGHBOURS_MIN` trials, none below).
     """
@@ -97,10 +99,16 @@ class IndexConfig:
     max_chunks: int = 1
     chunk_words: int = 160
     backend: BackendName = "auto"
-    term_fields: tuple[str, ...] = ()
+    term_fields: tuple[str, ...] = tuple(f.value for f in TERM_FIELDS)
     neighbours: int | None = None
 
     def __post_init__(self):
+        known = [f.value for f in TextField]
+        unknown = [f for f in (*self.text_fields, *self.term_fields) if not isinstance(f, TextField) and f not in known]
+        if unknown:
+            raise InvalidParameter(f"unknown text field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(known)}")
+        if not self.text_fields:
+            raise InvalidParameter("text_fields must name at least one field")
         fields = tuple(TextField(f).value for f in self.text_fields)
         object.__setattr__(self, "text_fields", fields)
         terms = tuple(TextField(f).value for f in self.term_fields)

@@ -67,14 +67,21 @@ class LabelledSignals:
 
 
 def labelled_signals(
-    ranker, pairs: Mapping[str, Mapping[str, int]], *, random_negatives: int = 0, seed: int = 0
+    ranker,
+    pairs: Mapping[str, Mapping[str, int]],
+    *,
+    random_negatives: int = 0,
+    candidate_negatives: int = 0,
+    seed: int = 0,
 ) -> LabelledSignals:
     """Signals of the labelled pairs whose query and candidate are both in the ranker's index.
 
     Queries without a positive candidate in the index are left out (they cannot teach an order).
     ``random_negatives`` adds that many random index trials per query as unrelated: labelled
     candidates are hard negatives (same topic), while a related list is drawn from the whole
-    index, where most trials are plainly unrelated.
+    index, where most trials are plainly unrelated. ``candidate_negatives`` adds that many
+    unlabelled trials drawn from the query's own search candidates (the ones the blend re-ranks
+    in a related list) as unrelated: the competitors a labelled positive meets in retrieval.
     """
     index = ranker.index
     rng = np.random.default_rng(seed)
@@ -88,6 +95,11 @@ def labelled_signals(
                 c = index.nct_id(row)
                 if c != q and c not in cands and c not in pairs.get(q, {}):
                     cands[c] = 0
+        if candidate_negatives:
+            pool = [index.nct_id(r) for r in ranker.candidates(ranker.features(q), ranker.n_candidates)]
+            pool = [c for c in pool if c != q and c not in cands and c not in pairs.get(q, {})]
+            for i in rng.choice(len(pool), size=min(candidate_negatives, len(pool)), replace=False):
+                cands[pool[i]] = 0
         if all(cands.values()):
             continue
         ids = list(cands)
@@ -249,17 +261,23 @@ def cross_validate_blend(
 
 
 def cross_validated_engine(
-    ranker, pairs: Mapping[str, Mapping[str, int]], *, random_negatives: int = RANDOM_NEGATIVES, **fit_params
+    ranker,
+    pairs: Mapping[str, Mapping[str, int]],
+    *,
+    random_negatives: int = RANDOM_NEGATIVES,
+    candidate_negatives: int = 0,
+    **fit_params,
 ) -> Callable[[str], object]:
     """``query_id -> Ranker`` whose blend was fitted without that query's pairs.
 
     Queries that :func:`labelled_signals` leaves out (no positive, or no negative) get the blend
     fitted on all pairs, which holds none of theirs.
     """
-    data = labelled_signals(ranker, pairs, random_negatives=random_negatives)
+    data = labelled_signals(ranker, pairs, random_negatives=random_negatives, candidate_negatives=candidate_negatives)
     blends = cross_validate_blend(data, **fit_params)
     everything = fit_blend(data, **fit_params)
     everything.fitted_on["random_negatives"] = random_negatives
+    everything.fitted_on["candidate_negatives"] = candidate_negatives
     rankers = {q: ranker.with_blend(b) for q, b in blends.items()}
     default = ranker.with_blend(everything)
     return lambda query_id: rankers.get(query_id, default)

@@ -83,6 +83,27 @@ def test_build_from_mixed_formats_and_bad_input(capsys, tmp_path, data_dir):
     assert code == 1 and "missing.zip" in err
 
 
+def test_build_layout_flags(capsys, tmp_path, data_dir):
+    from similarity import TrialIndex
+
+    code, out, err = run(capsys, "build", data_dir / "flat-sample.jsonl", "--index", tmp_path / "fast", "-q", "--fast",
+                         "--neighbours", "5", "--backend", "ivf-sq8", "--cache-dir", tmp_path / "cache")
+    assert code == 0, err
+    index = TrialIndex.load(tmp_path / "fast")
+    assert index.config.text_fields == ("brief_title", "conditions", "interventions")
+    assert index.config.term_fields == ("conditions", "interventions")
+    assert index.backend.name == "ivf-sq8" and index.backend.neighbours.k == 5
+    for flags, message in [
+        (["--fields", "title,bogus"], "unknown text field(s) 'bogus'; allowed: title, brief_title"),
+        (["--fields", "title", "--fast"], "give --fields or --fast, not both"),
+        (["--term-fields", "summary"], "term_fields must be among"),
+        (["--neighbours", "-1"], "neighbours must be >= 0"),
+    ]:
+        code, out, err = run(capsys, "build", data_dir / "flat-sample.jsonl", "--index", tmp_path / "bad", "-q", *flags)
+        assert code == 1 and message in err and "Traceback" not in err, (flags, err)
+    assert not (tmp_path / "bad" / "CURRENT").exists()
+
+
 def test_evaluate_json_shape(capsys, index_dir, index, tmp_path):
     ids = [t.nct_id for t in index.trials]
     pairs = tmp_path / "pairs.tsv"

@@ -92,3 +92,14 @@ def test_long_texts_are_chunked_and_averaged():
 def test_unknown_model_gives_a_clear_error():
     with pytest.raises(ValueError, match="cannot load sentence-transformers model 'no/such-model'"):
         TextFeaturizer("no/such-model").fit(np.empty((1, 1), dtype=object))
+
+
+def test_brief_title_field_is_the_brief_title_else_the_official_one():
+    from similarity.fields import field_text
+    from similarity.trial import Trial
+
+    both = Trial(nct_id="NCT00000001", brief_title=" Short ", official_title="A Long Official Title")
+    assert field_text(both, "brief_title") == "Short"
+    assert field_text(both, "title") == "Short. A Long Official Title"
+    assert field_text(Trial(nct_id="NCT00000002", official_title="Only Official"), "brief_title") == "Only Official"
+    assert field_text(Trial(nct_id="NCT00000003"), "brief_title") is None

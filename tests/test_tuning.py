@@ -140,3 +140,15 @@ def test_random_negatives_are_unlabelled_index_trials(ranker, index):
         if c not in pairs[q]:
             assert y == 0
     assert labelled_signals(ranker, pairs, random_negatives=5).candidates.tolist() == more.candidates.tolist()
+
+
+def test_candidate_negatives_come_from_the_querys_own_candidates(ranker, index):
+    pairs = mesh_pairs(index)
+    plain = labelled_signals(ranker, pairs)
+    more = labelled_signals(ranker, pairs, candidate_negatives=3)
+    assert len(more.y) > len(plain.y)
+    for q in np.unique(more.queries):
+        pool = {index.nct_id(r) for r in ranker.candidates(ranker.features(q), ranker.n_candidates)}
+        added = [c for qq, c in zip(more.queries, more.candidates) if qq == q and c not in pairs[q]]
+        assert len(added) <= 3 and set(added) <= pool and q not in added
+    assert all(y == 0 for q, c, y in zip(more.queries, more.candidates, more.y) if c not in pairs[q])

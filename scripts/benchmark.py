@@ -90,7 +90,7 @@ def bench_build(trials, workdir: Path, configs: dict, rounds: int) -> dict:
 
     def naive(part):
         model = load_sentence_model(default.model)
-        return model.encode([concatenated_text(t) for t in part], batch_size=64, normalize_embeddings=True)
+        return model.encode([concatenated_text(t) for t in part], batch_size=16, normalize_embeddings=True)
 
     parts = [trials[i::rounds] for i in range(rounds)]
     out["per_round"] = []
@@ -722,8 +722,8 @@ def render(r: dict) -> str:
             "tokens anyway. The model also runs short strings at fewer tokens per second than full 256-token texts "
             f"on this CPU (here {dt_['tokens'] / eng['default']['seconds']:,.0f} against {nt['tokens'] / b['naive_s']:,.0f} "
             "tokens/s). So per-field embedding cannot reach 3x while it embeds the summary, and the summary is worth "
-            "keeping in the default: cut to its first 32 or 64 words, or left out, the labelled-pair quality falls to "
-            "about that of the fast configuration (see benchmarks/quality.md)."
+            "keeping in the default: without it the labelled-pair quality falls (figures below and in "
+            "benchmarks/quality.md)."
             + (f" The fast configuration (`related-trials build --fast`: no summary) feeds {t['fast']['tokens']:,} tokens "
                f"({_x(nt['tokens'], t['fast']['tokens'])} fewer) and builds {eng['fast']['rate'] / naive_rate:.1f}x faster "
                "than naive" + (f" ({min(rounds):.1f}x to {max(rounds):.1f}x by round)" if rounds else "")
@@ -738,7 +738,7 @@ def render(r: dict) -> str:
         f"Loading the {r['corpus']['trials']:,} records from the zip took {r['corpus']['load_s']:.1f} s and is the same for both "
         "sides, so it is left out below. The naive baseline loads the same model and encodes one concatenated text per "
         "trial (title, conditions, interventions, summary, description, criteria; cut at 256 tokens) with "
-        "`SentenceTransformer.encode` (batch 64, length-sorted). Engine builds are `build_index` with an empty "
+        "`SentenceTransformer.encode` (batch 16 like the engine: on this CPU small batches encode the most tokens per second for both; length-sorted). Engine builds are `build_index` with an empty "
         "embedding cache (cold): per-field texts, every distinct string embedded once, shortest first, "
         f"plus structured attributes, BM25 and the FAISS backend. The corpus was split into {b['rounds']} random parts, "
         "each side timed on each part in alternating order (so load changes hit both), and the times summed; an "

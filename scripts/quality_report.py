@@ -26,7 +26,7 @@ import numpy as np
 from similarity import BlendWeights, Ranker, TrialIndex, build_index, load_trials
 from similarity.blend import RRFBlend
 from similarity.diversity import Diversity
-from similarity.evaluate import RERANK_METRICS, RETRIEVE_METRICS, evaluate, read_pairs
+from similarity.evaluate import evaluate, read_pairs
 from similarity.index import IndexConfig
 from similarity.tuning import cross_validated_engine
 

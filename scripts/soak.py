@@ -267,7 +267,7 @@ def report(windows: list[Window], args, info: dict, builds: dict, command: str, 
         f" `${TOKEN_ENV}`; clients: {args.concurrency} httpx async workers in another process, keep-alive",
         "- Load: `GET /trials/{id}/related?k=5` over A's trials; every tenth request `POST /related` with an"
         " API v2 study (embedded by the model). Any status but 200, or a transport error, is an error.",
-        f"- Halfway: `related-trials build` of B into the served directory, then `POST /admin/reload`",
+        "- Halfway: `related-trials build` of B into the served directory, then `POST /admin/reload`",
         "",
         "## Soak",
         "",

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .blend import Blend, BlendWeights, blend_from_dict, default_blend
+from .blend import Blend, blend_from_dict, default_blend
 from .diversity import Diversity
 from .exceptions import InvalidParameter
 from .explain import explain

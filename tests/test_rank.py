@@ -1,8 +1,6 @@
-import numpy as np
 import pytest
 
 from similarity import BlendWeights, Filters, InvalidParameter, Phase, Ranker, Status, TrialNotFound
-from similarity.fields import attribute_sets
 
 
 def test_related_excludes_the_trial_itself_and_is_sorted(ranker, index):

@@ -14,12 +14,14 @@ import dataclasses
 import datetime as dt
 import fcntl
 import hashlib
+import pickle
 import json
 import logging
 import os
 import platform
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -386,6 +388,24 @@ class TrialIndex:
                 f"{path} was built with another layout: "
                 + "; ".join(f"{k} is {a!r}, expected {b!r}" for k, (a, b) in diff.items())
             )
+        try:
+            index = cls._read_build(build, config, manifest, mmap)
+        except IndexMismatch:
+            raise
+        except (OSError, ValueError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+            raise IndexMismatch(
+                f"{build}: a file of the build is unreadable ({type(exc).__name__}: {exc}); "
+                "rebuild it with related-trials build"
+            ) from None
+        if len(index) != len(index.columns["nct_id"]):
+            raise IndexMismatch(f"{build}: trials.jsonl and columns.npz disagree on the number of trials")
+        if len(index) != manifest["count"] or index.backend.count != manifest["count"]:
+            raise IndexMismatch(f"{build}: holds {len(index)} trials, manifest says {manifest['count']}")
+        return index
+
+    @classmethod
+    def _read_build(cls, build: Path, config: IndexConfig, manifest: dict[str, Any], mmap: bool) -> "TrialIndex":
+        """The files of ``build`` into an index (``load`` turns a damaged file into IndexMismatch)."""
         if mmap:
             trials = TrialStore(build / "trials.jsonl")
         else:
@@ -397,7 +417,7 @@ class TrialIndex:
         except FileNotFoundError:  # builds older than the columns: read every record once
             columns = trial_columns(iter(trials))
         encoders = joblib.load(build / "encoders.joblib")
-        index = cls(
+        return cls(
             config=config,
             trials=trials,
             field_vectors=np.load(build / "field_vectors.npy", mmap_mode="r" if mmap else None),
@@ -410,11 +430,6 @@ class TrialIndex:
             path=build,
             columns=columns,
         )
-        if len(index) != len(index.columns["nct_id"]):
-            raise IndexMismatch(f"{build}: trials.jsonl and columns.npz disagree on the number of trials")
-        if len(index) != manifest["count"] or index.backend.count != manifest["count"]:
-            raise IndexMismatch(f"{build}: holds {len(index)} trials, manifest says {manifest['count']}")
-        return index
 
 
 _CSR_PARTS = ("data", "indices", "indptr")

@@ -74,3 +74,16 @@ def test_damaged_record_fails_clearly_when_read(index_dir, tmp_path):
     assert damaged.trials[1].nct_id
     with pytest.raises(IndexMismatch, match="record 3 is unreadable"):
         damaged.trials[2]
+
+
+@pytest.mark.parametrize(
+    "name", ["columns.npz", "field_vectors.npy", "lexical.data.npy", "structured.indices.npy", "encoders.joblib",
+             "backend/vectors.faiss"]
+)
+def test_damaged_build_file_is_a_clear_error(index_dir, tmp_path, name):
+    copy = tmp_path / "damaged"
+    shutil.copytree(index_dir, copy)
+    build = copy / "builds" / (copy / "CURRENT").read_text().strip()
+    (build / name).write_bytes((build / name).read_bytes()[:60])
+    with pytest.raises(IndexMismatch, match="a file of the build is unreadable .*rebuild it"):
+        TrialIndex.load(copy)

@@ -43,9 +43,8 @@ from .fields import (
     text_table,
 )
 from .lexical import BM25Vectorizer
-from .loaders import trial_from_document
 from .neighbours import NeighbourLists, clustered_knn
-from .store import RowLookup, TrialStore, trial_columns
+from .store import RowLookup, TrialStore, read_records, trial_columns
 from .trial import Trial
 
 __all__ = ["IndexConfig", "TrialIndex", "build_index", "FORMAT_VERSION"]
@@ -392,7 +391,8 @@ class TrialIndex:
             index = cls._read_build(build, config, manifest, mmap)
         except IndexMismatch:
             raise
-        except (OSError, ValueError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, EOFError, RuntimeError, zipfile.BadZipFile,
+                pickle.UnpicklingError) as exc:
             raise IndexMismatch(
                 f"{build}: a file of the build is unreadable ({type(exc).__name__}: {exc}); "
                 "rebuild it with related-trials build"
@@ -406,11 +406,7 @@ class TrialIndex:
     @classmethod
     def _read_build(cls, build: Path, config: IndexConfig, manifest: dict[str, Any], mmap: bool) -> "TrialIndex":
         """The files of ``build`` into an index (``load`` turns a damaged file into IndexMismatch)."""
-        if mmap:
-            trials = TrialStore(build / "trials.jsonl")
-        else:
-            with open(build / "trials.jsonl", encoding="utf-8") as fh:
-                trials = [trial_from_document(json.loads(line), source=str(build)) for line in fh]
+        trials = TrialStore(build / "trials.jsonl") if mmap else list(read_records(build / "trials.jsonl"))
         try:
             with np.load(build / "columns.npz") as saved_columns:
                 columns = {k: saved_columns[k] for k in saved_columns.files}

@@ -22,7 +22,7 @@ import numpy as np
 from .exceptions import IndexMismatch
 from .trial import InterventionType, Phase, Status, StudyType, Trial
 
-__all__ = ["TrialStore", "RowLookup", "trial_columns", "phase_ordinal", "CACHE_SIZE"]
+__all__ = ["TrialStore", "RowLookup", "read_records", "trial_columns", "phase_ordinal", "CACHE_SIZE"]
 
 CACHE_SIZE = 4096
 """Parsed records kept per store (the hot trials of a busy page)."""
@@ -149,6 +149,14 @@ def _line_offsets(path: Path) -> np.ndarray:
     return offsets
 
 
+def read_records(path: str | Path) -> Iterator[Trial]:
+    """Every trial of an index's ``trials.jsonl``, in row order (records this package wrote)."""
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.strip():
+                yield Trial.from_dict(json.loads(line))
+
+
 class TrialStore(Sequence[Trial]):
     """The trials of a saved build, each parsed from its line of ``trials.jsonl`` on first access.
 
@@ -190,10 +198,7 @@ class TrialStore(Sequence[Trial]):
 
     def __iter__(self) -> Iterator[Trial]:
         """Every record in row order, read sequentially (not cached)."""
-        with open(self.path, "rb") as fh:
-            for line in fh:
-                if line.strip():
-                    yield Trial.from_dict(json.loads(line))
+        return read_records(self.path)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -74,6 +74,8 @@ def test_damaged_record_fails_clearly_when_read(index_dir, tmp_path):
     assert damaged.trials[1].nct_id
     with pytest.raises(IndexMismatch, match="record 3 is unreadable"):
         damaged.trials[2]
+    with pytest.raises(IndexMismatch, match="a file of the build is unreadable"):  # read whole: at load
+        TrialIndex.load(copy, mmap=False)
 
 
 @pytest.mark.parametrize(

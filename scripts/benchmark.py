@@ -516,6 +516,8 @@ def main(argv=None) -> int:
     parser.add_argument("--served-queries", type=int, default=None, help="related lists per served index (default 1000)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "performance.md"))
     parser.add_argument("--from-json", default=None, help="only rewrite the report from saved figures")
+    parser.add_argument("--only-served", action="store_true",
+                        help="re-run only the served-index section into the saved figures (out's .json) and rewrite the report")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--build-configs", default=None,
                         help="configurations timed besides the default: fast, whole-fields (default: fast)")
@@ -528,6 +530,8 @@ def main(argv=None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("similarity").setLevel(logging.ERROR)
+    if args.only_served:
+        return _rerun_served(args, out)
 
     import torch
 
@@ -585,6 +589,28 @@ def main(argv=None) -> int:
             (out.with_suffix(".json")).write_text(json.dumps(results, indent=1))
     results["wall_s"] = time.time() - results.pop("started")
     out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    out.write_text(render(results))
+    log.info("wrote %s", out)
+    return 0
+
+
+def _rerun_served(args, out: Path) -> int:
+    """The served-index section alone, on a fresh default build of the corpus, into saved figures."""
+    from similarity import build_index, load_trials
+
+    results = json.loads(out.with_suffix(".json").read_text())
+    command = "python scripts/benchmark.py --only-served " + " ".join(
+        a for a in sys.argv[1:] if a != "--only-served")
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        workdir = Path(tmp)
+        log.info("building the corpus index")
+        build_index(load_trials([args.corpus]), cache_dir=str(ROOT / ".cache" / "embeddings")).save(workdir / "index")
+        results["served"] = []
+        for n in (int(v) for v in (args.served_sizes or "600000").split(",") if v):
+            sv = bench_served_memory(workdir / "index", workdir, n, args.seed, 0, args.served_queries or 1000)
+            sv["note"] = f"re-run alone on {machine()['date']}, commit `{machine()['commit']}`: `{command.strip()}`"
+            results["served"].append(sv)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     out.write_text(render(results))
     log.info("wrote %s", out)
@@ -649,7 +675,8 @@ def _served_section(sv: dict) -> list[str]:
         f"{ix['disk_mb'] / 1024:.1f} GB on disk: {files}). A fresh process loads it and asks for related lists of random "
         "trials. Engine = the default `TrialIndex.load` (records read from `trials.jsonl` on demand, arrays "
         "memory-mapped); baseline = `TrialIndex.load(mmap=False)`, everything in RAM as Python objects and arrays, "
-        "the way indexes were served before. Same workload, same process layout.",
+        "the way indexes were served before. Same workload, same process layout."
+        + (f" This section was {sv['note']}." if sv.get("note") else ""),
         "",
         "| | engine (from disk) | baseline (all in RAM) |",
         "|---|---:|---:|",

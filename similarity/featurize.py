@@ -289,7 +289,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         """Encode ``texts`` shortest first, block by block, caching each block when it is done."""
         from tqdm.auto import tqdm
 
-        texts = sorted(texts, key=len)
+        texts = sorted(texts, key=lambda t: (len(t), t))  # same texts, same batches, whatever their order
         block = self.batch_size * _BLOCK_BATCHES
         out: dict[str, np.ndarray] = {}
         with tqdm(total=len(texts), desc="embedding", unit="text", disable=not self.show_progress_bar) as bar:

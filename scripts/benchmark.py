@@ -518,6 +518,8 @@ def main(argv=None) -> int:
     parser.add_argument("--from-json", default=None, help="only rewrite the report from saved figures")
     parser.add_argument("--only-served", action="store_true",
                         help="re-run only the served-index section into the saved figures (out's .json) and rewrite the report")
+    parser.add_argument("--only-quality", action="store_true",
+                        help="re-run only the labelled-pair quality section into the saved figures and rewrite the report")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--build-configs", default=None,
                         help="configurations timed besides the default: fast, whole-fields (default: fast)")
@@ -532,22 +534,19 @@ def main(argv=None) -> int:
     logging.getLogger("similarity").setLevel(logging.ERROR)
     if args.only_served:
         return _rerun_served(args, out)
+    if args.only_quality:
+        return _rerun_quality(args, out)
 
     import torch
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    from similarity import IndexConfig, load_trials
-    from similarity.fields import FAST_TEXT_FIELDS
+    from similarity import load_trials
 
     sizes = [int(s) for s in (args.sizes or ("10000,100000" if args.quick else "10000,100000,1000000")).split(",")]
     build_trials = args.build_trials or (600 if args.quick else None)
     command = "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results = {"machine": machine(), "command": command.strip(), "started": time.time()}
-    default = IndexConfig()
-    fast = IndexConfig(text_fields=tuple(f.value for f in FAST_TEXT_FIELDS))
-    # the default before term-level fields and the brief title: both titles, every field as one text
-    whole = IndexConfig(text_fields=("title", "conditions", "interventions", "summary"), term_fields=())
-    configs = {"default": default, "fast": fast, "whole-fields": whole}
+    configs = _configs()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         log.info("loading %s", args.corpus)
@@ -589,6 +588,31 @@ def main(argv=None) -> int:
             (out.with_suffix(".json")).write_text(json.dumps(results, indent=1))
     results["wall_s"] = time.time() - results.pop("started")
     out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    out.write_text(render(results))
+    log.info("wrote %s", out)
+    return 0
+
+
+def _configs() -> dict:
+    from similarity import IndexConfig
+    from similarity.fields import FAST_TEXT_FIELDS
+
+    return {
+        "default": IndexConfig(),
+        "fast": IndexConfig(text_fields=tuple(f.value for f in FAST_TEXT_FIELDS)),
+        # the default before term-level fields and the brief title: both titles, every field as one text
+        "whole-fields": IndexConfig(text_fields=("title", "conditions", "interventions", "summary"), term_fields=()),
+    }
+
+
+def _rerun_quality(args, out: Path) -> int:
+    """The labelled-pair quality section alone (after a change to the learned blend), into saved figures."""
+    results = json.loads(out.with_suffix(".json").read_text())
+    command = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        results["quality"] = bench_quality(Path(args.pairs_trials), Path(args.pairs), Path(tmp), _configs())
+    results["quality_note"] = f"re-run alone on {machine()['date']}, commit `{machine()['commit']}`: `{command.strip()}`"
     out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     out.write_text(render(results))
     log.info("wrote %s", out)
@@ -851,7 +875,8 @@ def render(r: dict) -> str:
     lines += [
         "Quality on the labelled pairs (`data/trialsim-dev`, the same configurations built on its trials, each blend "
         "learned as `fit-weights` does and cross-validated by query (leave-one-query-out); naive = the `dense` "
-        "baseline, which embeds the same concatenated text):",
+        "baseline, which embeds the same concatenated text)"
+        + (f"; this section was {r['quality_note']}" if r.get("quality_note") else "") + ":",
         "",
     ]
     q = r["quality"]

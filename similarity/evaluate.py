@@ -77,6 +77,8 @@ class EvaluationResult:
     skipped: int
     methods: dict[str, dict[str, float]]
     missing: list[str]
+    per_query: dict[str, dict[str, dict[str, float]]] = dataclasses.field(default_factory=dict, repr=False)
+    """``{method: {metric: {query_id: value}}}``, for paired comparisons (not in ``to_dict``)."""
 
     def to_dict(self) -> dict:
         return {
@@ -88,14 +90,18 @@ class EvaluationResult:
         }
 
 
-def _metrics(qrels: dict, runs: dict[str, dict], names: dict[str, str]) -> dict[str, dict[str, float]]:
+def _metrics(qrels: dict, runs: dict[str, dict], names: dict[str, str], per_query: dict | None = None) -> dict[str, dict[str, float]]:
+    """Mean metrics per method; ``per_query``, when given, receives each query's values."""
     from ranx import Qrels, Run, evaluate as ranx_evaluate
 
     qrels_obj = Qrels(qrels)
     out = {}
     for method, run in runs.items():
-        scores = ranx_evaluate(qrels_obj, Run(run, name=method), list(names.values()), make_comparable=True)
+        run_obj = Run(run, name=method)
+        scores = ranx_evaluate(qrels_obj, run_obj, list(names.values()), make_comparable=True)
         out[method] = {key: round(float(scores[name]), 4) for key, name in names.items()}
+        if per_query is not None:
+            per_query[method] = {key: {q: float(v) for q, v in run_obj.scores[name].items()} for key, name in names.items()}
     return out
 
 
@@ -170,4 +176,6 @@ def evaluate(
                 top = np.argsort(-scores, kind="stable")[:RETRIEVE_DEPTH]
                 runs[name][q] = {index.nct_id(rows[i]): float(RETRIEVE_DEPTH - r) for r, i in enumerate(top)}
     names = RERANK_METRICS if mode == "rerank" else RETRIEVE_METRICS
-    return EvaluationResult(mode, len(queries), skipped, _metrics(qrels, runs, names), missing)
+    per_query: dict = {}
+    methods = _metrics(qrels, runs, names, per_query)
+    return EvaluationResult(mode, len(queries), skipped, methods, missing, per_query)

@@ -23,6 +23,17 @@ def test_metrics_match_hand_computed_values():
     assert got["MAP"] == pytest.approx(((1 + 2 / 3) / 2 + 0.5) / 2, abs=1e-4)
 
 
+def test_per_query_values_average_to_the_means():
+    qrels = {"q1": {"a": 1, "c": 1}, "q2": {"z": 1}}
+    runs = {"m": {"q1": {"a": 3, "b": 2, "c": 1}, "q2": {"x": 2, "z": 1}}}
+    per_query = {}
+    means = _metrics(qrels, runs, RERANK_METRICS, per_query)["m"]
+    assert per_query["m"]["P@1"] == {"q1": 1.0, "q2": 0.0}
+    assert per_query["m"]["MRR"] == {"q1": 1.0, "q2": 0.5}
+    for metric, values in per_query["m"].items():
+        assert sum(values.values()) / 2 == pytest.approx(means[metric], abs=1e-4)
+
+
 def test_read_pairs(tmp_path):
     path = tmp_path / "p.tsv"
     path.write_text("query_id\tcandidate_id\tlabel\nNCT1\tNCT2\t1\nNCT1\tNCT3\t0\n")

@@ -97,13 +97,14 @@ class BlendWeights:
         if min(self.semantic, self.structured, self.lexical) < 0:
             raise InvalidParameter(f"blend weights must be >= 0, got {self}")
 
-    def _inner(self) -> dict[str, float]:
+    def inner_weights(self) -> dict[str, float]:
+        """Each signal's weight inside its group (``field:<name>`` and ``attr:<name>`` keys)."""
         inner = {f"field:{k}": v for k, v in self.fields}
         inner.update({f"attr:{k}": v for k, v in self.attributes})
         return inner
 
     def combine(self, signals: Signals) -> dict[str, np.ndarray]:
-        means = _group_means(signals, self._inner())
+        means = _group_means(signals, self.inner_weights())
         return {g: getattr(self, g) * means[g] for g in GROUPS}
 
     def to_dict(self) -> dict[str, Any]:

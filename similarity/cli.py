@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--index", required=True, metavar="DIR")
     fit.add_argument("--pairs", required=True, metavar="PAIRS.tsv", help="TSV: query_id, candidate_id, label")
     fit.add_argument("--objective", choices=["pointwise", "pairwise"], default="pointwise")
+    fit.add_argument("--structure", choices=["groups", "signals"], default="groups",
+                     help="one weight per signal group, the hand-set proportions inside it (default), "
+                          "or one weight per signal")
     fit.add_argument("--C", default="auto", help="L2 strength of the logistic regression, or 'auto' (default)")
     fit.add_argument("--random-negatives", type=int, default=30, metavar="N",
                      help="random index trials added per query as unrelated (default 30; 0: labelled pairs only)")
@@ -300,7 +303,7 @@ def _cmd_evaluate(args) -> int:
         fitted = ranker.blend.fitted_on
         engine = cross_validated_engine(
             ranker, pairs, objective=fitted.get("objective", "pointwise"), C=fitted.get("C_setting", "auto"),
-            random_negatives=fitted.get("random_negatives", 0),
+            structure=fitted.get("structure", "signals"), random_negatives=fitted.get("random_negatives", 0),
         )
     result = evaluate(index, pairs, mode=args.mode, engines={"engine": engine}, baselines=baselines, cache_dir=cache_dir)
     if args.json:
@@ -329,17 +332,17 @@ def _cmd_fit_weights(args) -> int:
     if args.random_negatives < 0:
         raise InvalidParameter(f"--random-negatives must be >= 0, got {args.random_negatives}")
     data = labelled_signals(ranker, pairs, random_negatives=args.random_negatives)
-    blend = fit_blend(data, objective=args.objective, C=C)
+    blend = fit_blend(data, objective=args.objective, structure=args.structure, C=C)
     blend.fitted_on["random_negatives"] = args.random_negatives
     fixed = np.zeros(len(data.y))
     learned = np.zeros(len(data.y))
-    for q, fold_blend in cross_validate_blend(data, objective=args.objective, C=C).items():
+    for q, fold_blend in cross_validate_blend(data, objective=args.objective, structure=args.structure, C=C).items():
         rows = data.queries == q
         learned[rows] = fold_blend.decision(data.names, data.X[rows])
         cands = np.array([index.row(c) for c in data.candidates[rows]])
         fixed[rows] = ranker.score(ranker.features(q), cands)[2]
     print(f"fitted on {blend.fitted_on['pairs']} pairs of {blend.fitted_on['queries']} queries "
-          f"({args.objective}, C={blend.fitted_on['C']:g})")
+          f"({args.objective}, {args.structure}, C={blend.fitted_on['C']:g})")
     labelled = np.array([c in pairs[q] for q, c in zip(data.queries, data.candidates)])
     only = data.subset(labelled)
     print(f"rerank nDCG@5 on the labelled pairs: fixed weights (nothing fitted) "

@@ -45,7 +45,7 @@ def test_labelled_signals_shape(data, ranker):
 
 @pytest.mark.parametrize("objective", ["pointwise", "pairwise"])
 def test_fit_learns_what_the_labels_reward(data, objective):
-    blend = fit_blend(data, objective=objective, C=1.0)
+    blend = fit_blend(data, objective=objective, structure="signals", C=1.0)
     coef = dict(blend.coef)
     assert min(coef.values()) >= 0  # nonnegative by default
     assert coef["attr:condition_mesh"] > 0
@@ -53,6 +53,29 @@ def test_fit_learns_what_the_labels_reward(data, objective):
     order = np.argsort(-blend.decision(data.names, data.X))
     # the learned score puts MeSH-sharing pairs first far more often than chance
     assert data.y[order[: data.y.sum()]].mean() > data.y.mean() + 0.2
+
+
+def test_grouped_fit_keeps_the_prior_inside_each_group(data):
+    blend = fit_blend(data, C=1.0)
+    assert blend.fitted_on["structure"] == "groups"
+    coef, prior = dict(blend.coef), BlendWeights().inner_weights()
+    for prefix in ("field:", "attr:"):
+        names = [n for n in data.names if n.startswith(prefix)]
+        total = sum(coef[n] for n in names)
+        if total:
+            weights = np.array([prior[n] for n in names])
+            assert [coef[n] for n in names] == pytest.approx((total * weights / weights.sum()).tolist(), abs=1e-5)
+    # what the labels reward (shared MeSH terms) wins over chance, as with one weight per signal
+    order = np.argsort(-blend.decision(data.names, data.X))
+    assert data.y[order[: data.y.sum()]].mean() > data.y.mean() + 0.2
+    # leaving a signal out takes it out of its group's mean, the others keep their proportions
+    without = dict(fit_blend(data, C=1.0, exclude=("attr:condition_mesh",)).coef)
+    assert without["attr:condition_mesh"] == 0
+    if without["attr:conditions"]:
+        assert without["attr:conditions"] / without["attr:phase"] == pytest.approx(
+            prior["attr:conditions"] / prior["attr:phase"], rel=1e-3)
+    with pytest.raises(InvalidParameter, match="structure"):
+        fit_blend(data, structure="trees")
 
 
 def test_auto_C_and_exclude(data):

@@ -24,3 +24,9 @@ def test_report_renders_every_section_from_the_saved_figures(tmp_path):
         assert heading in text
     results = json.loads(figures.read_text())
     assert f"{results['build']['trials']:,} trials" in text
+    # a section re-run alone (--only-quality / --only-served) says so next to its figures
+    if results.get("quality_note"):
+        assert f"this section was {results['quality_note']}" in text
+    for served in results.get("served", []):
+        if served.get("note"):
+            assert served["note"] in text

@@ -141,6 +141,11 @@ def test_fit_weights_cli_saves_the_blend_and_evaluate_cv(capsys, index_dir, inde
     result = json.loads(capsys.readouterr().out)
     assert set(result["methods"]) == {"engine", "bm25"}
 
+    assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--C", "1", "--structure", "signals",
+                 "--dry-run"]) == 0
+    assert "(pointwise, signals, C=1)" in capsys.readouterr().out
+    assert TrialIndex.load(copy).manifest["blend"]["fitted_on"]["structure"] == "groups"  # dry run: unchanged
+
     assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--C", "many"]) == 1
     assert "--C must be" in capsys.readouterr().err
 

@@ -23,9 +23,14 @@ from .index import TrialIndex
 from .store import phase_ordinal
 from .trial import Trial
 
-__all__ = ["QueryFeatures", "Signals", "SignalComputer", "GROUPS", "phase_ordinal"]
+__all__ = ["QueryFeatures", "Signals", "SignalComputer", "GROUPS", "phase_ordinal", "signal_group"]
 
 GROUPS = ("semantic", "structured", "lexical")
+
+
+def signal_group(name: str) -> str:
+    """The group of a signal name: ``field:*`` semantic, ``attr:*`` structured, else lexical."""
+    return "semantic" if name.startswith("field:") else "structured" if name.startswith("attr:") else "lexical"
 
 
 @dataclasses.dataclass
@@ -66,10 +71,7 @@ class SignalComputer:
             + tuple(f"attr:{a}" for a in self.attributes)
             + ("attr:phase", "lexical")
         )
-        self.groups = tuple(
-            "semantic" if n.startswith("field:") else "structured" if n.startswith("attr:") else "lexical"
-            for n in self.names
-        )
+        self.groups = tuple(signal_group(n) for n in self.names)
         self._blocks = [blocks[a] for a in self.attributes]
         self._phase = index.columns["phase_ordinal"].astype(np.float64)
 

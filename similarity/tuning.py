@@ -3,11 +3,11 @@
 The signals of every labelled ``(query, candidate)`` pair (:mod:`similarity.signals`, unavailable
 ones imputed as the blend does at ranking time) are the features; the label is the target.
 
-- ``objective="pairwise"`` (default) fits a logistic regression on the *differences* between a
+- ``objective="pairwise"`` fits a logistic regression on the *differences* between a
   positive and a negative candidate of the same query (a RankNet/RankSVM-style linear ranker):
   only the order inside a query matters for a related list, not how related trials of one topic
   compare with those of another.
-- ``objective="pointwise"`` fits it on the pairs themselves (balanced classes).
+- ``objective="pointwise"`` (default) fits it on the pairs themselves (balanced classes).
 
 Two structures:
 
@@ -16,7 +16,8 @@ Two structures:
   (:class:`~similarity.blend.BlendWeights`). Three free weights instead of sixteen: on
   trialsim-dev's 17 queries the per-signal fit learns the labelled candidates' quirks (exact
   intervention-name and condition-name matches separate a topic's hard negatives) that do not carry
-  to ranking the whole index (retrieve R@10 0.650 vs 0.726 grouped, cross-validated).
+  to ranking the whole index (retrieve R@10 0.650 vs 0.706 grouped, cross-validated;
+  rerank nDCG@5 0.953 vs 0.917: see benchmarks/quality.md).
 - ``structure="signals"`` learns one weight per signal.
 
 Features are scaled before fitting and the coefficients mapped back to the raw signals, so a
@@ -41,6 +42,7 @@ from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
 from .blend import BlendWeights, LearnedBlend, impute
 from .exceptions import InvalidParameter
+from .signals import signal_group
 
 __all__ = [
     "LabelledSignals",
@@ -184,8 +186,7 @@ def _basis(names: tuple[str, ...], structure: Structure, use: np.ndarray) -> np.
     if structure == "signals":
         return np.eye(len(names))[:, use]
     prior = BlendWeights().inner_weights()
-    group_of = ["semantic" if n.startswith("field:") else "structured" if n.startswith("attr:") else "lexical"
-                for n in names]
+    group_of = [signal_group(n) for n in names]
     columns = []
     for group in dict.fromkeys(group_of):
         w = np.array([prior.get(n, 1.0) if g == group and u else 0.0 for n, g, u in zip(names, group_of, use)])
@@ -195,7 +196,7 @@ def _basis(names: tuple[str, ...], structure: Structure, use: np.ndarray) -> np.
 
 
 def _fit_once(data: LabelledSignals, basis: np.ndarray, keep: np.ndarray, objective: Objective, C: float) -> np.ndarray:
-    """Nonnegative-free coefficients of the features ``data.X @ basis`` (columns ``keep`` fitted)."""
+    """Unconstrained coefficients of the features ``data.X @ basis`` (only columns ``keep`` fitted)."""
     if objective == "pairwise":
         X, y = _pairwise(data)
         X = (X @ basis)[:, keep]

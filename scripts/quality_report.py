@@ -129,12 +129,13 @@ def main(argv=None) -> int:
                "random_negatives": shipped.blend.fitted_on.get("random_negatives", 0)}
     default = cross_validated_engine(shipped, pairs, **fit) if shipped.blend.method == "learned" else shipped
     fixed = Ranker(index, BlendWeights())
+    per_signal = "learned per signal" + (" (the previous default)" if fit.get("structure") == "groups" else "")
     engines = {
         "engine (default)": default,
         "engine, diversity off": _without_diversity(default),
         "fixed weights (hand-set)": fixed,
         "RRF of the groups": fixed.with_blend(RRFBlend()),
-        "learned per signal (the previous default)": cross_validated_engine(
+        per_signal: cross_validated_engine(
             fixed, pairs, **{**fit, "structure": "signals"}),
         "learned per group, pairwise": cross_validated_engine(fixed, pairs, **{**fit, "objective": "pairwise"}),
         "learned per signal, labelled pairs only": cross_validated_engine(
@@ -193,10 +194,9 @@ def main(argv=None) -> int:
                 "learned": cross_validated_engine(m_ranker, pairs, **fit),
             }, baselines=("dense",), cache_dir=args.cache_dir)
 
-    previous = "learned per signal (the previous default)"
     intervals = [
         (f"engine minus {b}, {mode} {metric}", _paired(sections[mode], "engine (default)", b, metric))
-        for b in ("bm25", "dense", previous) for mode, metric in (("rerank", "nDCG@5"), ("retrieve", "R@10"))
+        for b in ("bm25", "dense", per_signal) for mode, metric in (("rerank", "nDCG@5"), ("retrieve", "R@10"))
     ]
     example_ranker = shipped
     lines = _report(args, index, shipped, sections, fields_result, field_index, models, intervals, fit, layout_result)

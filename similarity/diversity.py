@@ -5,7 +5,10 @@ registrations with near-identical text (a vaccine's yearly lots, one protocol pe
 extension study of a protocol next to the protocol itself. Listed together they fill a short
 related list with one study. Two candidates are *near-duplicates* when the cosine of their trial
 vectors is at least ``threshold``, or when they share the lead sponsor and their titles' cosine is
-at least ``title_threshold``.
+at least ``title_threshold`` — unless both titles name product codes (``PF-06647263``,
+``BMS-214662``, ``GSK1247446A``) and the codes differ: a sponsor's templated titles ("A Study of
+PF-06647263 in Patients With Advanced Solid Tumors") keep their embeddings within a hair of each
+other, but two compounds are two programmes, not one.
 
 Walking the list by score, a candidate joins the group of its best-scored near-duplicate. With
 ``mode="space"`` (default) a group shows at most ``max_per_group`` trials in any ``window``
@@ -18,13 +21,21 @@ others in ``why["near_duplicates"]``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Literal
 
 import numpy as np
 
 from .exceptions import InvalidParameter
 
-__all__ = ["Diversity", "Reordered"]
+__all__ = ["Diversity", "Reordered", "product_codes"]
+
+_CODE = re.compile(r"\b([A-Za-z]{1,8})-?(\d{2,})")
+
+
+def product_codes(title: str | None) -> frozenset[str]:
+    """Product or protocol codes in a title, normalised (``PF-06647263`` -> ``PF06647263``)."""
+    return frozenset(letters.upper() + digits for letters, digits in _CODE.findall(title or ""))
 
 
 @dataclasses.dataclass
@@ -77,6 +88,12 @@ class Diversity:
             same_sponsor = sponsors[:, None] == sponsors[None, :]
             dup |= same_sponsor & (title @ title.T >= self.title_threshold)
         np.fill_diagonal(dup, False)
+        pairs = np.argwhere(np.triu(dup))
+        if len(pairs):  # only flagged pairs need their titles read
+            codes = {int(i): product_codes(index.trials[int(rows[i])].title) for i in np.unique(pairs)}
+            for i, j in pairs:
+                if codes[i] and codes[j] and codes[i] != codes[j]:
+                    dup[i, j] = dup[j, i] = False
         return dup
 
     def reorder(self, index, rows: np.ndarray, order: np.ndarray, k: int) -> Reordered:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from similarity import InvalidParameter, Ranker, build_index
-from similarity.diversity import Diversity
+from similarity.diversity import Diversity, product_codes
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +65,31 @@ def test_diversity_parameters_are_checked():
         Diversity(max_per_group=0)
     with pytest.raises(InvalidParameter):
         Diversity(mode="drop")
+
+
+def test_templated_titles_of_two_compounds_are_not_near_duplicates(sample_trials, tmp_path):
+    """One sponsor's templated registrations: the same compound code is one programme, two codes are two."""
+    base = next(t for t in sample_trials if t.conditions and t.brief_summary and t.lead_sponsor)
+    title = "A Study of {} in Patients With Advanced Solid Tumors"
+    family = [
+        dataclasses.replace(base, nct_id="NCT99000011", brief_title=title.format("PF-06647263")),
+        dataclasses.replace(base, nct_id="NCT99000012", brief_title=title.format("PF-06647263") + " (Extension)"),
+        dataclasses.replace(base, nct_id="NCT99000013", brief_title=title.format("PF-06263507")),
+    ]
+    index = build_index(list(sample_trials[:20]) + family, cache_dir=str(tmp_path / "cache"))
+    rows = np.array([index.row(t.nct_id) for t in family])
+    dup = Diversity().near_duplicates(index, rows)
+    assert dup[0, 1] and dup[1, 0]  # same compound: near-duplicates
+    assert not dup[0, 2] and not dup[1, 2] and not dup[2, 0]  # another compound: not
+    # without the codes the same texts are near-duplicates: the codes are what separates them
+    plain = [dataclasses.replace(t, brief_title=title.format("the study drug")) for t in family]
+    index = build_index(list(sample_trials[:20]) + plain, cache_dir=str(tmp_path / "cache"))
+    assert Diversity().near_duplicates(index, np.array([index.row(t.nct_id) for t in plain]))[0, 2]
+
+
+def test_product_codes():
+    assert product_codes("A Study Of PF-06647263 In Patients") == {"PF06647263"}
+    assert product_codes("Phase 3 Study of MK2461 and E7107") == {"MK2461", "E7107"}
+    assert product_codes("Influenza Vaccine GSK1247446A") == {"GSK1247446"}
+    assert product_codes("Type 2 Diabetes in Phase 3") == frozenset()
+    assert product_codes(None) == frozenset()

@@ -45,6 +45,23 @@ def _signal_ablation(ranker, pairs, fit) -> dict:
     return engines
 
 
+def _each_signal(ranker, pairs, fit) -> dict:
+    """Per signal: the list ranked by that signal alone, and the learned blend without it."""
+    attributes = (*ranker.signals.attributes, "phase")
+    engines = {}
+    for name in ranker.signals.names:
+        kind, _, key = name.partition(":")
+        if kind == "field":
+            alone = BlendWeights(1.0, 0.0, 0.0, fields={f: float(f == key) for f in ranker.index.config.text_fields})
+        elif kind == "attr":
+            alone = BlendWeights(0.0, 1.0, 0.0, attributes={a: float(a == key) for a in attributes})
+        else:
+            alone = BlendWeights(0.0, 0.0, 1.0)
+        engines[f"only {name}"] = ranker.with_blend(alone)
+        engines[f"without {name} (learned)"] = cross_validated_engine(ranker, pairs, exclude=(name,), **fit)
+    return engines
+
+
 def _only(index, fields) -> dict[str, float]:
     """Field weights that keep ``fields`` (equal weights) and zero the index's other fields."""
     return {f: float(f in fields) for f in index.config.text_fields}
@@ -145,9 +162,11 @@ def main(argv=None) -> int:
             fixed, pairs, objective="pointwise", structure="signals", random_negatives=0, candidate_negatives=30),
         **_signal_ablation(fixed, pairs, fit),
     }
-    sections = {}
+    sections, signal_sections = {}, {}
     for mode in ("rerank", "retrieve"):
         sections[mode] = evaluate(index, pairs, mode=mode, engines=engines, baselines=BASELINES, cache_dir=args.cache_dir)
+        signal_sections[mode] = evaluate(index, pairs, mode=mode, engines=_each_signal(fixed, pairs, fit), baselines=(),
+                                         cache_dir=args.cache_dir)
 
     # fields and encoding, on an index of the labelled trials with every field embedded
     work = Path(args.work_dir)
@@ -172,34 +191,36 @@ def main(argv=None) -> int:
         field_engines[f"{name}, semantic only"] = f_ranker.with_blend(BlendWeights(1.0, 0.0, 0.0, fields=weights))
         excluded = tuple(f"field:{f}" for f in field_index.config.text_fields if f not in fields)
         field_engines[f"{name}, learned blend"] = cross_validated_engine(f_ranker, pairs, exclude=excluded, **fit)
-    fields_result = evaluate(field_index, pairs, engines=field_engines, baselines=BASELINES, cache_dir=args.cache_dir)
+    fields_result = {mode: evaluate(field_index, pairs, mode=mode, engines=field_engines, baselines=BASELINES,
+                                    cache_dir=args.cache_dir) for mode in ("rerank", "retrieve")}
 
     # the default layout: conditions and interventions embedded term by term (the MiniLM model index)
     layout_index = _ensure(work / "minilm", labelled, IndexConfig(), args.cache_dir)
     l_ranker = Ranker(layout_index, BlendWeights())
-    layout_result = evaluate(layout_index, pairs, engines={
+    layout_engines = {
         "brief title + conditions + interventions + summary, learned blend (default)": cross_validated_engine(
             l_ranker, pairs, **fit),
         "brief title + conditions + interventions, learned blend (build --fast)": cross_validated_engine(
             l_ranker, pairs, exclude=("field:summary",), **fit),
-    }, baselines=("dense",), cache_dir=args.cache_dir)
+    }
+    layout_result = {mode: evaluate(layout_index, pairs, mode=mode, engines=layout_engines, baselines=("dense",),
+                                    cache_dir=args.cache_dir) for mode in ("rerank", "retrieve")}
 
     models = {}
     if not args.skip_models:
         for name, model in (("MiniLM", "all-MiniLM-L6-v2"), ("mpnet", "all-mpnet-base-v2")):
             m_index = _ensure(work / name.lower(), labelled, IndexConfig(model=model), args.cache_dir)
             m_ranker = Ranker(m_index, BlendWeights())
-            models[name] = evaluate(m_index, pairs, engines={
-                "fixed weights": m_ranker,
-                "learned": cross_validated_engine(m_ranker, pairs, **fit),
-            }, baselines=("dense",), cache_dir=args.cache_dir)
+            m_engines = {"fixed weights": m_ranker, "learned": cross_validated_engine(m_ranker, pairs, **fit)}
+            models[name] = {mode: evaluate(m_index, pairs, mode=mode, engines=m_engines, baselines=("dense",),
+                                           cache_dir=args.cache_dir) for mode in ("rerank", "retrieve")}
 
     intervals = [
         (f"engine minus {b}, {mode} {metric}", _paired(sections[mode], "engine (default)", b, metric))
         for b in ("bm25", "dense", per_signal) for mode, metric in (("rerank", "nDCG@5"), ("retrieve", "R@10"))
     ]
     example_ranker = shipped
-    lines = _report(args, index, shipped, sections, fields_result, field_index, models, intervals, fit, layout_result)
+    lines = _report(args, index, shipped, sections, fields_result, field_index, models, intervals, fit, layout_result, signal_sections)
     lines += ["## Example related lists (default engine, whole index)", ""]
     lines += _examples(index, example_ranker, pairs, [q for q in args.examples.split(",") if q])
     lines.append(f"_Report written in {time.perf_counter() - started:.0f} s._")
@@ -220,7 +241,7 @@ def _ensure(path: Path, trials, config: IndexConfig, cache_dir: str) -> TrialInd
         return TrialIndex.load(path, expect=config)
 
 
-def _report(args, index, shipped, sections, fields_result, field_index, models, intervals, fit, layout_result) -> list[str]:
+def _report(args, index, shipped, sections, fields_result, field_index, models, intervals, fit, layout_result, signal_sections) -> list[str]:
     m = index.manifest
     lines = [
         "# Ranking quality on trialsim-dev",
@@ -252,24 +273,46 @@ def _report(args, index, shipped, sections, fields_result, field_index, models, 
     lines += _table(sections["rerank"], "rerank, whole index")
     lines += ["## Retrieve (the whole index ranked; labelled positives relevant)", ""]
     lines += _table(sections["retrieve"], "retrieve, whole index")
-    lines += ["## Fields and encoding (rerank)", "",
+    lines += ["## Each signal (whole index)", "",
+              "*only*: the list ranked by that one signal (no fitting; coarse signals tie often, and ties keep the "
+              "candidates' order); *without*: the default learned blend refitted without it, cross-validated. "
+              f"For reference, the default engine scores {_pick(sections, 'engine (default)')}.", "",
+              "| signal | only: rerank nDCG@5 | only: retrieve R@10 | without (learned): rerank nDCG@5 | "
+              "without (learned): retrieve R@10 |", "|---|---:|---:|---:|---:|"]
+    for name in dict.fromkeys(m.split(" ", 1)[1].removesuffix(" (learned)") for m in signal_sections["rerank"].methods):
+        only, without = f"only {name}", f"without {name} (learned)"
+        lines.append(f"| {name} | " + " | ".join(
+            f"{signal_sections[mode].methods[m][metric]:.4f}" for m in (only, without)
+            for mode, metric in (("rerank", "nDCG@5"), ("retrieve", "R@10"))) + " |")
+    lines.append("")
+    lines += ["## Fields and encoding", "",
               f"Index of the {len(field_index)} labelled trials only, every field embedded as one text (long fields in up to "
               f"{field_index.config.max_chunks} chunks of {field_index.config.chunk_words} words); *dense* is the "
-              "one-concatenated-text variant.", ""]
-    lines += _table(fields_result, "rerank, labelled trials, per field")
+              "one-concatenated-text variant. Retrieve here ranks these trials only, a small pool of the labelled "
+              "topics: an easier task than the whole index.", ""]
+    lines += _table(fields_result["rerank"], "rerank, labelled trials, per field")
+    lines += _table(fields_result["retrieve"], "retrieve, labelled trials, per field")
     lines += ["Conditions and interventions embedded term by term (each distinct condition, keyword, MeSH term or "
               "intervention once, a trial's field vector the mean of its terms'), as the default index does:", ""]
-    lines += _table(layout_result, "rerank, labelled trials, default layout")
+    lines += _table(layout_result["rerank"], "rerank, labelled trials, default layout")
+    lines += _table(layout_result["retrieve"], "retrieve, labelled trials, default layout")
     if models:
-        lines += ["## Model: MiniLM vs mpnet (rerank, labelled trials, default fields)", ""]
-        lines += ["| model | engine, fixed weights nDCG@5 | engine, learned nDCG@5 | dense nDCG@5 | MAP (learned) |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += ["## Model: MiniLM vs mpnet (labelled trials, default fields)", ""]
+        lines += ["| model | fixed weights nDCG@5 | learned nDCG@5 | dense nDCG@5 | MAP (learned) | "
+                  "fixed weights R@10 | learned R@10 | dense R@10 |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for name, res in models.items():
-            mm = res.methods
+            mm, rm = res["rerank"].methods, res["retrieve"].methods
             lines.append(f"| {name} | {mm['fixed weights']['nDCG@5']:.4f} | {mm['learned']['nDCG@5']:.4f} | "
-                         f"{mm['dense']['nDCG@5']:.4f} | {mm['learned']['MAP']:.4f} |")
+                         f"{mm['dense']['nDCG@5']:.4f} | {mm['learned']['MAP']:.4f} | "
+                         f"{rm['fixed weights']['R@10']:.4f} | {rm['learned']['R@10']:.4f} | {rm['dense']['R@10']:.4f} |")
         lines.append("")
     return lines
+
+
+def _pick(sections, method: str) -> str:
+    return (f"rerank nDCG@5 {sections['rerank'].methods[method]['nDCG@5']:.4f}, "
+            f"retrieve R@10 {sections['retrieve'].methods[method]['R@10']:.4f}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from similarity.blend import RRFBlend
 from similarity.diversity import Diversity
 from similarity.evaluate import evaluate, read_pairs
 from similarity.index import IndexConfig
-from similarity.tuning import cross_validated_engine
+from similarity.tuning import cross_validated_engine, refit_params
 
 NOTES = "<!-- notes -->"
 BASELINES = ("tfidf", "bm25", "dense")
@@ -52,7 +52,7 @@ def _each_signal(ranker, pairs, fit) -> dict:
     for name in ranker.signals.names:
         kind, _, key = name.partition(":")
         if kind == "field":
-            alone = BlendWeights(1.0, 0.0, 0.0, fields={f: float(f == key) for f in ranker.index.config.text_fields})
+            alone = BlendWeights(1.0, 0.0, 0.0, fields=_only(ranker.index, [key]))
         elif kind == "attr":
             alone = BlendWeights(0.0, 1.0, 0.0, attributes={a: float(a == key) for a in attributes})
         else:
@@ -140,10 +140,7 @@ def main(argv=None) -> int:
     shipped = Ranker(index, diversity=Diversity())  # what `related` and the API serve by default
     fit = {}
     if shipped.blend.method == "learned":
-        fit = {"objective": shipped.blend.fitted_on.get("objective", "pointwise"),
-               "C": shipped.blend.fitted_on.get("C_setting", "auto"),
-               "structure": shipped.blend.fitted_on.get("structure", "signals"),
-               "random_negatives": shipped.blend.fitted_on.get("random_negatives", 0)}
+        fit = refit_params(shipped.blend)
     default = cross_validated_engine(shipped, pairs, **fit) if shipped.blend.method == "learned" else shipped
     fixed = Ranker(index, BlendWeights())
     per_signal = "learned per signal" + (" (the previous default)" if fit.get("structure") == "groups" else "")

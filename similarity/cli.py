@@ -286,7 +286,7 @@ def _cmd_evaluate(args) -> int:
     from .exceptions import InvalidParameter
     from .index import TrialIndex
     from .rank import Ranker
-    from .tuning import cross_validated_engine
+    from .tuning import cross_validated_engine, refit_params
 
     pairs = read_pairs(args.pairs)
     index = TrialIndex.load(args.index)
@@ -300,11 +300,7 @@ def _cmd_evaluate(args) -> int:
                 f"--cv refits a learned blend, but {args.index} holds a {ranker.blend.method!r} blend: "
                 "run related-trials fit-weights first"
             )
-        fitted = ranker.blend.fitted_on
-        engine = cross_validated_engine(
-            ranker, pairs, objective=fitted.get("objective", "pointwise"), C=fitted.get("C_setting", "auto"),
-            structure=fitted.get("structure", "signals"), random_negatives=fitted.get("random_negatives", 0),
-        )
+        engine = cross_validated_engine(ranker, pairs, **refit_params(ranker.blend))
     result = evaluate(index, pairs, mode=args.mode, engines={"engine": engine}, baselines=baselines, cache_dir=cache_dir)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

@@ -50,6 +50,7 @@ __all__ = [
     "fit_blend",
     "cross_validate_blend",
     "cross_validated_engine",
+    "refit_params",
     "rerank_ndcg",
     "C_GRID",
     "RANDOM_NEGATIVES",
@@ -300,6 +301,21 @@ def cross_validate_blend(
         for q in np.unique(groups[test]):
             blends[str(q)] = blend
     return blends
+
+
+def refit_params(blend: LearnedBlend) -> dict:
+    """The settings a saved learned blend was fitted with, as :func:`cross_validated_engine` takes them.
+
+    Blends saved before a setting existed get the value they were fitted with then (one weight per
+    signal, no random negatives).
+    """
+    fitted = blend.fitted_on
+    return {
+        "objective": fitted.get("objective", "pointwise"),
+        "C": fitted.get("C_setting", "auto"),
+        "structure": fitted.get("structure", "signals"),
+        "random_negatives": fitted.get("random_negatives", 0),
+    }
 
 
 def cross_validated_engine(

@@ -180,3 +180,14 @@ def test_candidate_negatives_come_from_the_querys_own_candidates(ranker, index):
         added = [c for qq, c in zip(more.queries, more.candidates) if qq == q and c not in pairs[q]]
         assert len(added) <= 3 and set(added) <= pool and q not in added
     assert all(y == 0 for q, c, y in zip(more.queries, more.candidates, more.y) if c not in pairs[q])
+
+
+def test_refit_params_reads_the_saved_settings(data):
+    from similarity.tuning import refit_params
+
+    blend = fit_blend(data, C=1.0)
+    blend.fitted_on.update(random_negatives=30, C_setting="auto")
+    assert refit_params(blend) == {"objective": "pointwise", "C": "auto", "structure": "groups", "random_negatives": 30}
+    # a blend saved before these settings were recorded: fitted per signal, labelled pairs only
+    old = LearnedBlend(coef=blend.coef, fitted_on={"objective": "pairwise", "C": 0.1})
+    assert refit_params(old) == {"objective": "pairwise", "C": "auto", "structure": "signals", "random_negatives": 0}

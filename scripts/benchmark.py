@@ -606,9 +606,19 @@ def _configs() -> dict:
     }
 
 
+def _saved_figures(out: Path) -> dict:
+    """The figures of a previous full run, which a one-section re-run updates."""
+    path = out.with_suffix(".json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"benchmark.py: error: a one-section re-run needs the saved figures of a full run, "
+                         f"{path}: {exc}") from None
+
+
 def _rerun_quality(args, out: Path) -> int:
     """The labelled-pair quality section alone (after a change to the learned blend), into saved figures."""
-    results = json.loads(out.with_suffix(".json").read_text())
+    results = _saved_figures(out)
     command = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         results["quality"] = bench_quality(Path(args.pairs_trials), Path(args.pairs), Path(tmp), _configs())
@@ -623,7 +633,7 @@ def _rerun_served(args, out: Path) -> int:
     """The served-index section alone, on a fresh default build of the corpus, into saved figures."""
     from similarity import build_index, load_trials
 
-    results = json.loads(out.with_suffix(".json").read_text())
+    results = _saved_figures(out)
     command = "python scripts/benchmark.py --only-served " + " ".join(
         a for a in sys.argv[1:] if a != "--only-served")
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:

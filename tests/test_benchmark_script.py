@@ -30,3 +30,11 @@ def test_report_renders_every_section_from_the_saved_figures(tmp_path):
     for served in results.get("served", []):
         if served.get("note"):
             assert served["note"] in text
+
+
+def test_one_section_rerun_without_saved_figures_is_a_clear_error(tmp_path):
+    import pytest
+
+    with pytest.raises(SystemExit, match="needs the saved figures of a full run"):
+        _script().main(["--only-quality", "--out", str(tmp_path / "missing.md")])
+    assert not (tmp_path / "missing.md").exists()

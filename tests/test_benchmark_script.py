@@ -32,9 +32,18 @@ def test_report_renders_every_section_from_the_saved_figures(tmp_path):
             assert served["note"] in text
 
 
-def test_one_section_rerun_without_saved_figures_is_a_clear_error(tmp_path):
+def test_one_section_rerun_without_saved_figures_is_a_clear_error(tmp_path, monkeypatch):
+    import logging
+
     import pytest
 
-    with pytest.raises(SystemExit, match="needs the saved figures of a full run"):
-        _script().main(["--only-quality", "--out", str(tmp_path / "missing.md")])
+    # the script configures logging for its own process; keep it from leaking into later tests
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)
+    package_logger = logging.getLogger("similarity")
+    level = package_logger.level
+    try:
+        with pytest.raises(SystemExit, match="needs the saved figures of a full run"):
+            _script().main(["--only-quality", "--out", str(tmp_path / "missing.md")])
+    finally:
+        package_logger.setLevel(level)  # setLevel also clears the loggers' cached levels
     assert not (tmp_path / "missing.md").exists()

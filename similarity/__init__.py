@@ -19,7 +19,7 @@ from .featurize import StructuredFeaturizer, TextFeaturizer
 from .index import IndexConfig, TrialIndex, build_index
 from .lexical import BM25Vectorizer
 from .loaders import LoadReport, iter_trials, load_trials, trial_from_document
-from .blend import BlendWeights, LearnedBlend, RRFBlend
+from .blend import BlendWeights, CascadeBlend, LearnedBlend, RRFBlend
 from .rank import Filters, Ranker, RelatedTrial
 from .trial import Intervention, InterventionType, Phase, Status, StudyType, Trial
 from .update import UpdateReport, update_index
@@ -27,6 +27,7 @@ from .update import UpdateReport, update_index
 __all__ = [
     "BM25Vectorizer",
     "BlendWeights",
+    "CascadeBlend",
     "EvaluationResult",
     "Filters",
     "IndexConfig",

@@ -1,7 +1,10 @@
-"""How signals become one score: a fixed weighted sum, a learned linear blend, or rank fusion.
+"""How signals become one score: a fixed weighted sum, a learned linear blend, rank fusion, or a
+two-stage cascade of blends.
 
 Every blend returns one component per group (``semantic``, ``structured``, ``lexical``); the
-score shown is their sum, so the components in ``why`` always add up to it.
+score shown is their sum, so the components in ``why`` always add up to it. ``blend.rank(signals)``
+gives the components and the order of the candidates (best first): the order of the scores,
+except for a cascade.
 
 - :class:`BlendWeights` (``wsum``): each group's value is the weighted mean of its *available*
   signals (a field one trial lacks neither helps nor hurts), then
@@ -12,6 +15,11 @@ score shown is their sum, so the components in ``why`` always add up to it.
   ranking and is left out).
 - :class:`RRFBlend` (``rrf``): reciprocal-rank fusion of the three group values over the
   candidate list, ``sum_g 1 / (k + rank_g)``: no weights to fit, the documented simple alternative.
+- :class:`CascadeBlend` (``cascade``, the shipped default): retrieve, then rerank. The
+  ``retrieve`` blend orders all candidates; the ``rerank`` blend re-orders the first ``depth`` of
+  them (by default the ten a related list shows). Each trial's score and components are those of
+  the blend that placed it, so within the first ``depth`` places and after them scores decrease,
+  and a trial after place ``depth`` can show a higher score than one above it (a different blend).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import numpy as np
 from .exceptions import InvalidParameter
 from .signals import GROUPS, Signals
 
-__all__ = ["BlendWeights", "LearnedBlend", "RRFBlend", "Blend", "blend_from_dict", "default_blend", "impute"]
+__all__ = ["BlendWeights", "LearnedBlend", "RRFBlend", "CascadeBlend", "Blend", "blend_from_dict", "default_blend", "impute"]
 
 DEFAULT_BLEND_FILE = "default_blend.json"
 """The learned blend shipped with the package (``related-trials fit-weights --export``), in
@@ -59,8 +67,16 @@ def impute(signals: Signals) -> np.ndarray:
     return values
 
 
+class _ScoreOrder:
+    """``rank``: the components, and the candidates ordered by their sum (ties keep their order)."""
+
+    def rank(self, signals: Signals) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        components = self.combine(signals)
+        return components, np.argsort(-sum(components.values()), kind="stable")
+
+
 @dataclasses.dataclass(frozen=True)
-class BlendWeights:
+class BlendWeights(_ScoreOrder):
     """Fixed weighted sum. ``fields`` and ``attributes`` weigh signals inside their group."""
 
     semantic: float = 0.7
@@ -119,7 +135,7 @@ class BlendWeights:
 
 
 @dataclasses.dataclass(frozen=True)
-class LearnedBlend:
+class LearnedBlend(_ScoreOrder):
     """Linear blend with one fitted coefficient per signal (missing signals weigh 0)."""
 
     coef: tuple[tuple[str, float], ...]
@@ -147,7 +163,7 @@ class LearnedBlend:
 
 
 @dataclasses.dataclass(frozen=True)
-class RRFBlend:
+class RRFBlend(_ScoreOrder):
     """Reciprocal-rank fusion of the group values (equal-weight group means) over the candidates."""
 
     k: float = 60.0
@@ -167,7 +183,69 @@ class RRFBlend:
         return {"method": self.method, "k": self.k}
 
 
-Blend = Union[BlendWeights, LearnedBlend, RRFBlend]
+RERANK_DEPTH = 10
+"""Places a :class:`CascadeBlend` re-orders by default: the related list's usual length, and the
+number of candidates each labelled query of trialsim-dev has (the lists the rerank blend is fitted
+to order)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CascadeBlend:
+    """Two stages: ``retrieve`` orders the candidates, ``rerank`` re-orders its first ``depth``.
+
+    A blend fitted on labelled candidates (hard negatives of one topic) learns what separates
+    related trials *among trials on the query's topic*: shared intervention names, phase, design.
+    Over the whole index those same signals match hundreds of trials of one disease, so the
+    rerank blend only sees the trials the retrieve blend put first (``fit_blend(structure=
+    "cascade")`` fits both).
+    """
+
+    retrieve: "Blend"
+    rerank: "Blend"
+    depth: int = RERANK_DEPTH
+    fitted_on: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    method = "cascade"
+
+    def __post_init__(self):
+        if not isinstance(self.depth, int) or self.depth < 1:
+            raise InvalidParameter(f"cascade depth must be an integer >= 1, got {self.depth!r}")
+        for stage in (self.retrieve, self.rerank):
+            if isinstance(stage, CascadeBlend):
+                raise InvalidParameter("a cascade's stages must be single blends, not cascades")
+
+    def rank(self, signals: Signals) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        components, first = self.retrieve.rank(signals)
+        head = first[: self.depth]
+        parts, second = self.rerank.rank(signals.take(head))
+        for g in GROUPS:
+            components[g] = components[g].copy()
+            components[g][head] = parts[g]
+        return components, np.concatenate([head[second], first[self.depth:]])
+
+    def combine(self, signals: Signals) -> dict[str, np.ndarray]:
+        return self.rank(signals)[0]
+
+    def decision(self, names: tuple[str, ...], values: np.ndarray) -> np.ndarray:
+        """An ordering key of already imputed signal ``values`` (higher first), not a score."""
+        first = np.argsort(-self.retrieve.decision(names, values), kind="stable")
+        head = first[: self.depth]
+        order = np.concatenate([head[np.argsort(-self.rerank.decision(names, values[head]), kind="stable")],
+                                first[self.depth:]])
+        key = np.empty(len(order))
+        key[order] = np.arange(len(order), 0, -1)
+        return key
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "depth": self.depth,
+            "retrieve": self.retrieve.to_dict(),
+            "rerank": self.rerank.to_dict(),
+            "fitted_on": dict(self.fitted_on),
+        }
+
+
+Blend = Union[BlendWeights, LearnedBlend, RRFBlend, CascadeBlend]
 
 
 def blend_from_dict(data: Mapping[str, Any]) -> Blend:
@@ -180,7 +258,14 @@ def blend_from_dict(data: Mapping[str, Any]) -> Blend:
         return LearnedBlend(coef=data["coef"], fitted_on=data.get("fitted_on", {}))
     if method == "rrf":
         return RRFBlend(**data)
-    raise InvalidParameter(f"unknown blend method {method!r}; allowed: wsum, learned, rrf")
+    if method == "cascade":
+        return CascadeBlend(
+            retrieve=blend_from_dict(data["retrieve"]),
+            rerank=blend_from_dict(data["rerank"]),
+            depth=data.get("depth", RERANK_DEPTH),
+            fitted_on=data.get("fitted_on", {}),
+        )
+    raise InvalidParameter(f"unknown blend method {method!r}; allowed: wsum, learned, rrf, cascade")
 
 
 def default_blend(signal_names: tuple[str, ...]) -> Blend:
@@ -198,8 +283,8 @@ def default_blend(signal_names: tuple[str, ...]) -> Blend:
         blend = blend_from_dict(data)
     except (OSError, ValueError, KeyError, InvalidParameter):
         return BlendWeights()
-    coef = dict(blend.coef) if isinstance(blend, LearnedBlend) else {}
+    stages = (blend.retrieve, blend.rerank) if isinstance(blend, CascadeBlend) else (blend,)
     fields = {n for n in signal_names if n.startswith("field:")}
-    if coef and fields <= set(coef):
+    if all(isinstance(b, LearnedBlend) and fields <= set(dict(b.coef)) for b in stages):
         return blend
     return BlendWeights()

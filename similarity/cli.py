@@ -106,9 +106,10 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--index", required=True, metavar="DIR")
     fit.add_argument("--pairs", required=True, metavar="PAIRS.tsv", help="TSV: query_id, candidate_id, label")
     fit.add_argument("--objective", choices=["pointwise", "pairwise"], default="pointwise")
-    fit.add_argument("--structure", choices=["groups", "signals"], default="groups",
-                     help="one weight per signal group, the hand-set proportions inside it (default), "
-                          "or one weight per signal")
+    fit.add_argument("--structure", choices=["cascade", "groups", "signals"], default="cascade",
+                     help="cascade (default): a per-group blend of the semantic and lexical signals retrieves, "
+                          "a per-signal blend reranks the first 10; groups: one weight per signal group, the "
+                          "hand-set proportions inside it; signals: one weight per signal")
     fit.add_argument("--C", default="auto", help="L2 strength of the logistic regression, or 'auto' (default)")
     fit.add_argument("--random-negatives", type=int, default=30, metavar="N",
                      help="random index trials added per query as unrelated (default 30; 0: labelled pairs only)")
@@ -295,7 +296,7 @@ def _cmd_evaluate(args) -> int:
     ranker = Ranker(index, diversity=_diversity(args))
     engine = ranker
     if args.cv:
-        if getattr(ranker.blend, "method", None) != "learned":
+        if getattr(ranker.blend, "method", None) not in ("learned", "cascade"):
             raise InvalidParameter(
                 f"--cv refits a learned blend, but {args.index} holds a {ranker.blend.method!r} blend: "
                 "run related-trials fit-weights first"
@@ -330,23 +331,29 @@ def _cmd_fit_weights(args) -> int:
     data = labelled_signals(ranker, pairs, random_negatives=args.random_negatives)
     blend = fit_blend(data, objective=args.objective, structure=args.structure, C=C)
     blend.fitted_on["random_negatives"] = args.random_negatives
-    fixed = np.zeros(len(data.y))
-    learned = np.zeros(len(data.y))
-    for q, fold_blend in cross_validate_blend(data, objective=args.objective, structure=args.structure, C=C).items():
-        rows = data.queries == q
-        learned[rows] = fold_blend.decision(data.names, data.X[rows])
-        cands = np.array([index.row(c) for c in data.candidates[rows]])
-        fixed[rows] = ranker.score(ranker.features(q), cands)[2]
-    print(f"fitted on {blend.fitted_on['pairs']} pairs of {blend.fitted_on['queries']} queries "
-          f"({args.objective}, {args.structure}, C={blend.fitted_on['C']:g})")
     labelled = np.array([c in pairs[q] for q, c in zip(data.queries, data.candidates)])
-    only = data.subset(labelled)
+    only = data.subset(labelled)  # rerank mode: each query's labelled candidates, ordered by the blend
+    fixed = np.zeros(len(only.y))
+    learned = np.zeros(len(only.y))
+    for q, fold_blend in cross_validate_blend(data, objective=args.objective, structure=args.structure, C=C).items():
+        rows = only.queries == q
+        learned[rows] = fold_blend.decision(only.names, only.X[rows])
+        cands = np.array([index.row(c) for c in only.candidates[rows]])
+        fixed[rows] = ranker.score(ranker.features(q), cands)[2]
+    C_fitted = blend.fitted_on["C"]
+    C_text = ", ".join(f"{k} C={v:g}" for k, v in C_fitted.items()) if isinstance(C_fitted, dict) else f"C={C_fitted:g}"
+    print(f"fitted on {blend.fitted_on['pairs']} pairs of {blend.fitted_on['queries']} queries "
+          f"({args.objective}, {args.structure}, {C_text})")
     print(f"rerank nDCG@5 on the labelled pairs: fixed weights (nothing fitted) "
-          f"{rerank_ndcg(only, fixed[labelled]):.4f}, learned blend cross-validated by query "
-          f"{rerank_ndcg(only, learned[labelled]):.4f}")
-    for name, weight in sorted(blend.coef, key=lambda x: -x[1]):
-        if weight:
-            print(f"  {name:28s} {weight:.4f}")
+          f"{rerank_ndcg(only, fixed):.4f}, learned blend cross-validated by query "
+          f"{rerank_ndcg(only, learned):.4f}")
+    stages = {"retrieve": blend.retrieve, f"rerank (first {blend.depth})": blend.rerank} if args.structure == "cascade" else {"": blend}
+    for stage, stage_blend in stages.items():
+        if stage:
+            print(f"{stage}:")
+        for name, weight in sorted(stage_blend.coef, key=lambda x: -x[1]):
+            if weight:
+                print(f"  {name:28s} {weight:.4f}")
     blend.fitted_on["C_setting"] = C
     blend.fitted_on["pairs_file"] = Path(args.pairs).name
     if args.export:

@@ -106,8 +106,11 @@ def _metrics(qrels: dict, runs: dict[str, dict], names: dict[str, str], per_quer
 
 
 def _rank_dict(ids: Sequence[str], scores: np.ndarray) -> dict[str, float]:
-    # ranx breaks ties by id; a tiny rank-based offset keeps each method's own order instead.
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    return _order_dict(ids, np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"))
+
+
+def _order_dict(ids: Sequence[str], order: np.ndarray) -> dict[str, float]:
+    # ranx breaks ties by id; rank-based run scores keep each method's own order instead.
     n = len(order)
     return {ids[i]: float(n - r) for r, i in enumerate(order)}
 
@@ -163,7 +166,7 @@ def evaluate(
             ids = list(cands)
             rows = np.array([index.row(c) for c in ids])
             for name, r in rankers.items():
-                runs[name][q] = _rank_dict(ids, r.score(r.features(q), rows)[2])
+                runs[name][q] = _order_dict(ids, r.rank(r.features(q), rows)[2])
             for name, method in methods.items():
                 runs[name][q] = _rank_dict(ids, method.scores(q_row, rows))
         else:

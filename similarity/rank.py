@@ -6,7 +6,9 @@
 2. :class:`~similarity.signals.SignalComputer` computes per-field cosines, structured agreements
    and BM25 for each candidate; a blend (:mod:`similarity.blend`: fixed weights by default, or
    the weights fitted by ``related-trials fit-weights`` and saved in the manifest) turns them
-   into the ``semantic``, ``structured`` and ``lexical`` components, which add up to the score.
+   into the ``semantic``, ``structured`` and ``lexical`` components, which add up to the score,
+   and orders the candidates. The shipped blend is a cascade: a retrieve blend orders all
+   candidates, a rerank blend re-orders the first ten (``why.stage`` says which placed a trial).
 3. Near-duplicates (one programme's near-identical registrations) are spaced out below the top
    ``k`` by default (:mod:`similarity.diversity`; ``diversity=None`` turns it off).
 """
@@ -162,9 +164,15 @@ class Ranker:
     # -------------------------------------------------------------- scoring
     def score(self, query: QueryFeatures, rows: np.ndarray) -> tuple[Signals, dict[str, np.ndarray], np.ndarray]:
         """Signals of ``rows`` against ``query``, the blend's components, and the scores (their sum)."""
-        signals = self.signals.compute(query, rows)
-        components = self.blend.combine(signals)
+        signals, components, _ = self.rank(query, rows)
         return signals, components, sum(components.values())
+
+    def rank(self, query: QueryFeatures, rows: np.ndarray) -> tuple[Signals, dict[str, np.ndarray], np.ndarray]:
+        """Signals of ``rows`` against ``query``, the blend's components, and the blend's order of
+        the rows (positions into ``rows``, best first; for a cascade, not the scores' order)."""
+        signals = self.signals.compute(query, rows)
+        components, order = self.blend.rank(signals)
+        return signals, components, order
 
     # -------------------------------------------------------------- related lists
     def allowed_rows(self, filters: Filters | None) -> np.ndarray | None:
@@ -220,8 +228,9 @@ class Ranker:
             rows = self.candidates(query, max(self.n_candidates, k), filters)
         if len(rows) == 0:
             return []
-        signals, components, scores = self.score(query, rows)
-        order = np.argsort(-scores, kind="stable")
+        signals, components, order = self.rank(query, rows)
+        depth = getattr(self.blend, "depth", None)
+        reranked = set(order[:depth].tolist()) if depth else set()
         duplicates: dict[int, list[int]] = {}
         if self.diversity is not None:
             reordered = self.diversity.reorder(self.index, rows, order, k)
@@ -233,6 +242,8 @@ class Ranker:
             trial = self.index.trials[rows[i]]
             parts = {g: float(v[i]) for g, v in components.items()}
             why = explain(query.trial, trial, parts, signals.values[i, field_cols], fields)
+            if depth:
+                why["stage"] = "rerank" if int(i) in reranked else "retrieve"
             if duplicates.get(int(i)):
                 why["near_duplicates"] = [self.index.nct_id(rows[j]) for j in duplicates[int(i)]]
             out.append(

@@ -58,6 +58,10 @@ class Signals:
     def column(self, name: str) -> np.ndarray:
         return self.values[:, self.names.index(name)]
 
+    def take(self, positions: np.ndarray) -> "Signals":
+        """The signals of the candidates at ``positions`` (indices into ``rows``)."""
+        return Signals(self.rows[positions], self.names, self.groups, self.values[positions])
+
 
 class SignalComputer:
     """Computes :class:`Signals` against one index; precomputes what every query reuses."""

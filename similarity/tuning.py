@@ -9,16 +9,21 @@ ones imputed as the blend does at ranking time) are the features; the label is t
   compare with those of another.
 - ``objective="pointwise"`` (default) fits it on the pairs themselves (balanced classes).
 
-Two structures:
+Three structures:
 
-- ``structure="groups"`` (default) learns one weight per signal *group* (semantic, structured,
-  lexical); inside a group the signals keep the proportions of the hand-set prior
-  (:class:`~similarity.blend.BlendWeights`). Three free weights instead of sixteen: on
-  trialsim-dev's 17 queries the per-signal fit learns the labelled candidates' quirks (exact
-  intervention-name and condition-name matches separate a topic's hard negatives) that do not carry
-  to ranking the whole index (retrieve R@10 0.650 vs 0.706 grouped, cross-validated;
-  rerank nDCG@5 0.953 vs 0.917: see benchmarks/quality.md).
+- ``structure="groups"`` learns one weight per signal *group* (semantic, structured, lexical);
+  inside a group the signals keep the proportions of the hand-set prior
+  (:class:`~similarity.blend.BlendWeights`). Three free weights instead of sixteen.
 - ``structure="signals"`` learns one weight per signal.
+- ``structure="cascade"`` (default) fits both into a :class:`~similarity.blend.CascadeBlend`: a
+  retrieve blend, one weight per group over the semantic and lexical signals, orders the whole
+  index's candidates; a rerank blend, one weight per signal, re-orders its first ten. On
+  trialsim-dev's 17 queries the per-signal fit learns what separates a topic's labelled hard
+  negatives (exact intervention and condition names, design attributes): the best rerank blend
+  (nDCG@5 0.953 vs 0.917 grouped, cross-validated), but over the whole index those names match
+  hundreds of trials of one disease and retrieve R@10 falls (0.650 vs 0.706 grouped, 0.718
+  grouped without the structured signals). Each stage does what its fit is good at: see
+  benchmarks/quality.md.
 
 Features are scaled before fitting and the coefficients mapped back to the raw signals, so a
 :class:`~similarity.blend.LearnedBlend` applies them directly. With ``nonnegative=True`` signals
@@ -40,7 +45,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
-from .blend import BlendWeights, LearnedBlend, impute
+from .blend import RERANK_DEPTH, Blend, BlendWeights, CascadeBlend, LearnedBlend, impute
 from .exceptions import InvalidParameter
 from .signals import signal_group
 
@@ -54,10 +59,12 @@ __all__ = [
     "rerank_ndcg",
     "C_GRID",
     "RANDOM_NEGATIVES",
+    "STRUCTURES",
 ]
 
 Objective = Literal["pairwise", "pointwise"]
-Structure = Literal["groups", "signals"]
+Structure = Literal["cascade", "groups", "signals"]
+STRUCTURES: tuple[str, ...] = ("cascade", "groups", "signals")
 
 RANDOM_NEGATIVES = 30
 """Random index trials added per query as unrelated when fitting the shipped blend."""
@@ -219,18 +226,20 @@ def fit_blend(
     data: LabelledSignals,
     *,
     objective: Objective = "pointwise",
-    structure: Structure = "groups",
+    structure: Structure = "cascade",
     C: Union[float, Literal["auto"]] = "auto",
     nonnegative: bool = True,
     exclude: tuple[str, ...] = (),
-) -> LearnedBlend:
-    """Fit a :class:`LearnedBlend` on labelled signals.
+) -> Blend:
+    """Fit a :class:`LearnedBlend` (or a :class:`CascadeBlend` of two) on labelled signals.
 
     Args:
         data: from :func:`labelled_signals`.
         objective: ``pairwise`` (order inside a query) or ``pointwise`` (each pair on its own).
-        structure: ``groups`` (one weight per signal group, the prior's proportions inside it) or
-            ``signals`` (one weight per signal).
+        structure: ``groups`` (one weight per signal group, the prior's proportions inside it),
+            ``signals`` (one weight per signal), or ``cascade``: a ``groups`` fit without the
+            structured signals to retrieve, a ``signals`` fit to rerank the first
+            :data:`~similarity.blend.RERANK_DEPTH` (each stage with its own ``C``).
         C: inverse L2 regularisation strength of the logistic regression; ``"auto"`` picks it from
             :data:`C_GRID` by 4-fold (by query) nDCG@5 on ``data`` alone (nested inside
             :func:`cross_validate_blend`, so the held-out query never chooses it).
@@ -239,10 +248,22 @@ def fit_blend(
     """
     if objective not in ("pairwise", "pointwise"):  # checked first: "auto" fits many models
         raise InvalidParameter(f"objective must be 'pairwise' or 'pointwise', got {objective!r}")
-    if structure not in ("groups", "signals"):
-        raise InvalidParameter(f"structure must be 'groups' or 'signals', got {structure!r}")
+    if structure not in STRUCTURES:
+        raise InvalidParameter(f"structure must be one of {', '.join(STRUCTURES)}, got {structure!r}")
     if len(np.unique(data.y)) < 2:
         raise InvalidParameter("labelled pairs need both positive and negative labels")
+    if structure == "cascade":
+        params = {"objective": objective, "C": C, "nonnegative": nonnegative}
+        structured = tuple(n for n in data.names if signal_group(n) == "structured")
+        used = [n for n in data.names if not any(n == e or n.startswith(e) for e in exclude)]
+        if set(used) - set(structured):  # the retrieve stage leaves them out when it has other signals
+            retrieve = fit_blend(data, structure="groups", exclude=(*exclude, *structured), **params)
+        else:
+            retrieve = fit_blend(data, structure="groups", exclude=exclude, **params)
+        rerank = fit_blend(data, structure="signals", exclude=exclude, **params)
+        fitted_on = {**retrieve.fitted_on, "structure": structure,
+                     "C": {"retrieve": retrieve.fitted_on["C"], "rerank": rerank.fitted_on["C"]}}
+        return CascadeBlend(retrieve, rerank, depth=RERANK_DEPTH, fitted_on=fitted_on)
     if C == "auto":
         if len(np.unique(data.queries)) < 3:
             C = 1.0
@@ -280,7 +301,7 @@ def fit_blend(
 
 def cross_validate_blend(
     data: LabelledSignals, *, n_splits: int | None = None, **fit_params
-) -> dict[str, LearnedBlend]:
+) -> dict[str, Blend]:
     """For every query, the blend fitted on the other queries' pairs only.
 
     Args:
@@ -295,7 +316,7 @@ def cross_validate_blend(
     if n_splits is not None and not 2 <= n_splits <= n_queries:
         raise InvalidParameter(f"n_splits must be between 2 and {n_queries} (queries), got {n_splits}")
     splitter = LeaveOneGroupOut() if n_splits is None else GroupKFold(n_splits=n_splits)
-    blends: dict[str, LearnedBlend] = {}
+    blends: dict[str, Blend] = {}
     for train, test in splitter.split(data.X, data.y, groups):
         blend = fit_blend(data.subset(np.isin(np.arange(len(groups)), train)), **fit_params)
         for q in np.unique(groups[test]):
@@ -303,7 +324,7 @@ def cross_validate_blend(
     return blends
 
 
-def refit_params(blend: LearnedBlend) -> dict:
+def refit_params(blend: LearnedBlend | CascadeBlend) -> dict:
     """The settings a saved learned blend was fitted with, as :func:`cross_validated_engine` takes them.
 
     Blends saved before a setting existed get the value they were fitted with then (one weight per

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from similarity import BlendWeights, InvalidParameter, Ranker, TrialIndex
-from similarity.blend import LearnedBlend, blend_from_dict
+from similarity.blend import CascadeBlend, LearnedBlend, blend_from_dict
+from similarity.signals import Signals
 from similarity.cli import main
 from similarity.fields import attribute_sets
 from similarity.tuning import cross_validate_blend, cross_validated_engine, fit_blend, labelled_signals
@@ -56,7 +57,7 @@ def test_fit_learns_what_the_labels_reward(data, objective):
 
 
 def test_grouped_fit_keeps_the_prior_inside_each_group(data):
-    blend = fit_blend(data, C=1.0)
+    blend = fit_blend(data, structure="groups", C=1.0)
     assert blend.fitted_on["structure"] == "groups"
     coef, prior = dict(blend.coef), BlendWeights().inner_weights()
     for prefix in ("field:", "attr:"):
@@ -69,7 +70,7 @@ def test_grouped_fit_keeps_the_prior_inside_each_group(data):
     order = np.argsort(-blend.decision(data.names, data.X))
     assert data.y[order[: data.y.sum()]].mean() > data.y.mean() + 0.2
     # leaving a signal out takes it out of its group's mean, the others keep their proportions
-    without = dict(fit_blend(data, C=1.0, exclude=("attr:condition_mesh",)).coef)
+    without = dict(fit_blend(data, structure="groups", C=1.0, exclude=("attr:condition_mesh",)).coef)
     assert without["attr:condition_mesh"] == 0
     if without["attr:conditions"]:
         assert without["attr:conditions"] / without["attr:phase"] == pytest.approx(
@@ -79,7 +80,7 @@ def test_grouped_fit_keeps_the_prior_inside_each_group(data):
 
 
 def test_auto_C_and_exclude(data):
-    blend = fit_blend(data, exclude=("attr:",))
+    blend = fit_blend(data, structure="groups", exclude=("attr:",))
     assert blend.fitted_on["C"] in (0.01, 0.03, 0.1, 0.3, 1.0)
     assert all(v == 0 for k, v in blend.coef if k.startswith("attr:"))
     with pytest.raises(InvalidParameter, match="C must be"):
@@ -88,22 +89,83 @@ def test_auto_C_and_exclude(data):
         fit_blend(data, objective="listwise")
 
 
-def test_cross_validation_never_uses_the_query_itself(data):
-    blends = cross_validate_blend(data, C=1.0)
+@pytest.mark.parametrize("structure", ["groups", "cascade"])
+def test_cross_validation_never_uses_the_query_itself(data, structure):
+    blends = cross_validate_blend(data, C=1.0, structure=structure)
     assert set(blends) == set(np.unique(data.queries))
     for q in list(blends)[:3]:
-        without_q = fit_blend(data.subset(data.queries != q), C=1.0)
-        assert blends[q].coef == without_q.coef
-        assert blends[q].coef != fit_blend(data, C=1.0).coef
+        without_q = fit_blend(data.subset(data.queries != q), C=1.0, structure=structure)
+        assert blends[q] == without_q
+        assert blends[q] != fit_blend(data, C=1.0, structure=structure)
 
 
-def test_learned_blend_round_trips_and_components_add_up(data, ranker, index):
-    blend = fit_blend(data, C=1.0)
+@pytest.mark.parametrize("structure", ["groups", "cascade"])
+def test_learned_blend_round_trips_and_components_add_up(data, ranker, index, structure):
+    blend = fit_blend(data, C=1.0, structure=structure)
     again = blend_from_dict(json.loads(json.dumps(blend.to_dict())))
-    assert isinstance(again, LearnedBlend) and again.coef == blend.coef
+    assert type(again) is type(blend) and again == blend
     learned = ranker.with_blend(again)
-    for r in learned.related(index.trials[0].nct_id, 5):
+    for r in learned.related(index.trials[0].nct_id, 12):
         assert sum(r.why["components"].values()) == pytest.approx(r.score, abs=1e-9)
+
+
+def test_cascade_fits_a_retrieve_blend_without_structured_signals_and_a_per_signal_rerank_blend(data):
+    cascade = fit_blend(data, C=1.0)  # the default structure
+    assert isinstance(cascade, CascadeBlend) and cascade.depth == 10
+    assert cascade.fitted_on["structure"] == "cascade" and cascade.fitted_on["C"] == {"retrieve": 1.0, "rerank": 1.0}
+    retrieve, rerank = dict(cascade.retrieve.coef), dict(cascade.rerank.coef)
+    assert all(v == 0 for k, v in retrieve.items() if k.startswith("attr:"))
+    assert sum(retrieve.values()) == pytest.approx(1.0, abs=1e-4)
+    assert retrieve == dict(fit_blend(data, C=1.0, structure="groups", exclude=("attr:",)).coef)
+    assert rerank == dict(fit_blend(data, C=1.0, structure="signals").coef)
+    assert rerank["attr:condition_mesh"] > 0  # what the labels reward, learned by the rerank stage
+    # exclude reaches both stages
+    without = fit_blend(data, C=1.0, exclude=("lexical",))
+    assert dict(without.retrieve.coef)["lexical"] == 0 and dict(without.rerank.coef)["lexical"] == 0
+    # with only structured signals left, the retrieve stage uses them
+    only = fit_blend(data, C=1.0, exclude=("field:", "lexical"))
+    assert sum(dict(only.retrieve.coef).values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def _cascade_by_hand(retrieve, rerank, depth):
+    return CascadeBlend(LearnedBlend(coef=retrieve), LearnedBlend(coef=rerank), depth=depth)
+
+
+def test_cascade_reorders_only_the_retrieve_blends_first_places():
+    names = ("field:summary", "lexical")
+    signals = Signals(np.arange(6), names, ("semantic", "lexical"),
+                      np.array([[0.9, 0.0], [0.8, 0.5], [0.7, 1.0], [0.6, 0.9], [0.5, 0.1], [0.4, 0.2]]))
+    cascade = _cascade_by_hand({"field:summary": 1.0}, {"lexical": 1.0}, depth=3)
+    components, order = cascade.rank(signals)
+    # the summary cosine picks rows 0-2; BM25 orders them (2, 1, 0); rows 3-5 keep the first order,
+    # although row 3's BM25 would have put it second
+    assert order.tolist() == [2, 1, 0, 3, 4, 5]
+    scores = sum(components.values())
+    assert scores.tolist() == pytest.approx([0.0, 0.5, 1.0, 0.6, 0.5, 0.4])  # each row scored by its stage
+    assert components["semantic"][:3].tolist() == [0, 0, 0] and components["lexical"][3:].tolist() == [0, 0, 0]
+    key = cascade.decision(names, signals.values)
+    assert np.argsort(-key, kind="stable").tolist() == order.tolist()
+    assert cascade.combine(signals)["lexical"].tolist() == components["lexical"].tolist()
+    # depth past the candidates: the rerank blend orders them all
+    assert _cascade_by_hand({"field:summary": 1.0}, {"lexical": 1.0}, 10).rank(signals)[1].tolist() == [2, 3, 1, 5, 4, 0]
+    with pytest.raises(InvalidParameter, match="depth"):
+        _cascade_by_hand({"lexical": 1.0}, {"lexical": 1.0}, 0)
+    with pytest.raises(InvalidParameter, match="cascades"):
+        CascadeBlend(cascade, LearnedBlend(coef={"lexical": 1.0}))
+
+
+def test_cascade_related_list_tags_each_trial_with_the_stage_that_placed_it(data, ranker, index):
+    cascade = ranker.with_blend(fit_blend(data, C=1.0), diversity=None)
+    query = index.trials[0].nct_id
+    related = cascade.related(query, 15)
+    assert [r.why["stage"] for r in related] == ["rerank"] * 10 + ["retrieve"] * 5
+    head = [r.score for r in related[:10]]
+    assert head == sorted(head, reverse=True)
+    # the first ten are the retrieve blend's first ten, in the rerank blend's order
+    retrieve = ranker.with_blend(cascade.blend.retrieve, diversity=None).related(query, 15)
+    assert {r.nct_id for r in related[:10]} == {r.nct_id for r in retrieve[:10]}
+    assert [r.nct_id for r in related[10:]] == [r.nct_id for r in retrieve[10:]]
+    assert "stage" not in ranker.with_blend(cascade.blend.retrieve).related(query, 3)[0].why
 
 
 def test_cross_validated_engine(ranker, index):
@@ -124,7 +186,7 @@ def test_fit_weights_cli_saves_the_blend_and_evaluate_cv(capsys, index_dir, inde
     pairs.write_text("\n".join(lines) + "\n")
 
     shipped = TrialIndex.load(copy)
-    assert shipped.manifest["blend"]["method"] == "learned"  # a new index ships the default learned blend
+    assert shipped.manifest["blend"]["method"] == "cascade"  # a new index ships the default learned cascade
     shipped.manifest["blend"] = BlendWeights().to_dict()
     shipped.save(copy)
     assert main(["evaluate", "--index", str(copy), "--pairs", str(pairs), "--cv", "--baselines", "bm25"]) == 1
@@ -133,9 +195,11 @@ def test_fit_weights_cli_saves_the_blend_and_evaluate_cv(capsys, index_dir, inde
     assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--C", "1"]) == 0
     out = capsys.readouterr().out
     assert "cross-validated by query" in out and "saved the learned blend" in out
+    assert "(pointwise, cascade, retrieve C=1, rerank C=1)" in out
+    assert "\nretrieve:\n" in out and "\nrerank (first 10):\n" in out
     reloaded = TrialIndex.load(copy)
-    assert reloaded.manifest["blend"]["method"] == "learned"
-    assert Ranker(reloaded).blend.method == "learned"
+    assert reloaded.manifest["blend"]["method"] == "cascade"
+    assert Ranker(reloaded).blend.method == "cascade"
 
     assert main(["evaluate", "--index", str(copy), "--pairs", str(pairs), "--cv", "--json", "--baselines", "bm25"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -144,7 +208,7 @@ def test_fit_weights_cli_saves_the_blend_and_evaluate_cv(capsys, index_dir, inde
     assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--C", "1", "--structure", "signals",
                  "--dry-run"]) == 0
     assert "(pointwise, signals, C=1)" in capsys.readouterr().out
-    assert TrialIndex.load(copy).manifest["blend"]["fitted_on"]["structure"] == "groups"  # dry run: unchanged
+    assert TrialIndex.load(copy).manifest["blend"]["fitted_on"]["structure"] == "cascade"  # dry run: unchanged
 
     assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--C", "many"]) == 1
     assert "--C must be" in capsys.readouterr().err
@@ -187,7 +251,7 @@ def test_refit_params_reads_the_saved_settings(data):
 
     blend = fit_blend(data, C=1.0)
     blend.fitted_on.update(random_negatives=30, C_setting="auto")
-    assert refit_params(blend) == {"objective": "pointwise", "C": "auto", "structure": "groups", "random_negatives": 30}
+    assert refit_params(blend) == {"objective": "pointwise", "C": "auto", "structure": "cascade", "random_negatives": 30}
     # a blend saved before these settings were recorded: fitted per signal, labelled pairs only
-    old = LearnedBlend(coef=blend.coef, fitted_on={"objective": "pairwise", "C": 0.1})
+    old = LearnedBlend(coef=blend.rerank.coef, fitted_on={"objective": "pairwise", "C": 0.1})
     assert refit_params(old) == {"objective": "pairwise", "C": "auto", "structure": "signals", "random_negatives": 0}

@@ -32,6 +32,9 @@ from similarity.tuning import cross_validated_engine, refit_params
 
 NOTES = "<!-- notes -->"
 BASELINES = ("tfidf", "bm25", "dense")
+PER_SIGNAL = "learned per signal (the rerank stage alone)"
+PER_GROUP = "learned per group (the previous default)"
+RETRIEVE_STAGE = "learned per group without the structured signals (the retrieve stage alone)"
 
 
 def _signal_ablation(ranker, pairs, fit) -> dict:
@@ -139,19 +142,20 @@ def main(argv=None) -> int:
     index = TrialIndex.load(args.index)
     shipped = Ranker(index, diversity=Diversity())  # what `related` and the API serve by default
     fit = {}
-    if shipped.blend.method == "learned":
+    if shipped.blend.method in ("learned", "cascade"):
         fit = refit_params(shipped.blend)
-    default = cross_validated_engine(shipped, pairs, **fit) if shipped.blend.method == "learned" else shipped
+    default = cross_validated_engine(shipped, pairs, **fit) if fit else shipped
     fixed = Ranker(index, BlendWeights())
-    per_signal = "learned per signal" + (" (the previous default)" if fit.get("structure") == "groups" else "")
     engines = {
         "engine (default)": default,
         "engine, diversity off": _without_diversity(default),
         "fixed weights (hand-set)": fixed,
         "RRF of the groups": fixed.with_blend(RRFBlend()),
-        per_signal: cross_validated_engine(
-            fixed, pairs, **{**fit, "structure": "signals"}),
-        "learned per group, pairwise": cross_validated_engine(fixed, pairs, **{**fit, "objective": "pairwise"}),
+        PER_SIGNAL: cross_validated_engine(fixed, pairs, **{**fit, "structure": "signals"}),
+        PER_GROUP: cross_validated_engine(fixed, pairs, **{**fit, "structure": "groups"}),
+        RETRIEVE_STAGE: cross_validated_engine(fixed, pairs, **{**fit, "structure": "groups"}, exclude=("attr:",)),
+        "learned per group, pairwise": cross_validated_engine(
+            fixed, pairs, **{**fit, "structure": "groups", "objective": "pairwise"}),
         "learned per signal, labelled pairs only": cross_validated_engine(
             fixed, pairs, objective="pointwise", structure="signals", random_negatives=0),
         "learned per signal, pairwise": cross_validated_engine(fixed, pairs, objective="pairwise", structure="signals"),
@@ -214,7 +218,8 @@ def main(argv=None) -> int:
 
     intervals = [
         (f"engine minus {b}, {mode} {metric}", _paired(sections[mode], "engine (default)", b, metric))
-        for b in ("bm25", "dense", per_signal) for mode, metric in (("rerank", "nDCG@5"), ("retrieve", "R@10"))
+        for b in ("bm25", "dense", PER_GROUP, PER_SIGNAL, RETRIEVE_STAGE)
+        for mode, metric in (("rerank", "nDCG@5"), ("retrieve", "R@10"))
     ]
     example_ranker = shipped
     lines = _report(args, index, shipped, pairs, sections, fields_result, field_index, models, intervals, fit,
@@ -251,9 +256,7 @@ def _report(args, index, shipped, pairs, sections, fields_result, field_index, m
         f"- index: `{args.index}` — {m['count']} trials (the labelled trials plus the 7,003-trial corpus), model "
         f"{m['model']}, fields {', '.join(m['text_fields'])}, built {m['built_at']}",
         f"- pairs: `{args.pairs}`; shipped blend: {shipped.blend.method}"
-        + (f" ({fit['objective']} logistic regression, one weight per "
-           f"{'signal group' if fit['structure'] == 'groups' else 'signal'}, C={shipped.blend.fitted_on.get('C')}, "
-           f"{fit['random_negatives']} random negatives per query)" if fit else ""),
+        + (f" ({_describe(shipped.blend, fit)}, {fit['random_negatives']} random negatives per query)" if fit else ""),
         "- every *learned* row is cross-validated by query (leave-one-query-out, C chosen inside each fold);"
         " baselines (*tfidf*, *bm25*, *dense*: one embedding of the concatenated text) are computed in the same run"
         " on the same index's trials",
@@ -274,8 +277,7 @@ def _report(args, index, shipped, pairs, sections, fields_result, field_index, m
     lines += _table(sections["retrieve"], "retrieve, whole index")
     lines += ["Retrieve R@10 by query (one query of 17 weighs 0.059 in the mean):", ""]
     lines += _per_query_table(index, shipped, pairs, sections["retrieve"], [
-        "engine (default)", next(m for m in sections["retrieve"].methods if m.startswith("learned per signal")),
-        "fixed weights (hand-set)", "bm25", "dense"])
+        "engine (default)", RETRIEVE_STAGE, PER_GROUP, PER_SIGNAL, "fixed weights (hand-set)", "bm25", "dense"])
     lines += ["## Each signal (whole index)", "",
               "*only*: the list ranked by that one signal (no fitting; coarse signals tie often, and ties keep the "
               "candidates' order); *without*: the default learned blend refitted without it, cross-validated. "
@@ -323,6 +325,17 @@ def _per_query_table(index, shipped, pairs, result, methods) -> list[str]:
         lines.append(f"| {q} | {len(positives)} | {len(positives & fetched)} | "
                      + " | ".join(f"{result.per_query[m]['R@10'][q]:.2f}" for m in methods) + " |")
     return lines + [""]
+
+
+def _describe(blend, fit) -> str:
+    """The shipped learned blend in words."""
+    C = blend.fitted_on.get("C")
+    if blend.method == "cascade":
+        return (f"a cascade of {fit['objective']} logistic regressions: one weight per signal group over the semantic "
+                f"and lexical signals retrieves (C={C['retrieve']}), one weight per signal reranks the first "
+                f"{blend.depth} (C={C['rerank']})")
+    per = "signal group" if fit["structure"] == "groups" else "signal"
+    return f"{fit['objective']} logistic regression, one weight per {per}, C={C}"
 
 
 def _pick(sections, method: str) -> str:

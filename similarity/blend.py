@@ -213,6 +213,10 @@ class CascadeBlend:
             if isinstance(stage, CascadeBlend):
                 raise InvalidParameter("a cascade's stages must be single blends, not cascades")
 
+    def _join(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """The retrieve order ``first`` with its head re-ordered by ``second`` (positions into the head)."""
+        return np.concatenate([first[: self.depth][second], first[self.depth:]])
+
     def rank(self, signals: Signals) -> tuple[dict[str, np.ndarray], np.ndarray]:
         components, first = self.retrieve.rank(signals)
         head = first[: self.depth]
@@ -220,7 +224,7 @@ class CascadeBlend:
         for g in GROUPS:
             components[g] = components[g].copy()
             components[g][head] = parts[g]
-        return components, np.concatenate([head[second], first[self.depth:]])
+        return components, self._join(first, second)
 
     def combine(self, signals: Signals) -> dict[str, np.ndarray]:
         return self.rank(signals)[0]
@@ -228,9 +232,8 @@ class CascadeBlend:
     def decision(self, names: tuple[str, ...], values: np.ndarray) -> np.ndarray:
         """An ordering key of already imputed signal ``values`` (higher first), not a score."""
         first = np.argsort(-self.retrieve.decision(names, values), kind="stable")
-        head = first[: self.depth]
-        order = np.concatenate([head[np.argsort(-self.rerank.decision(names, values[head]), kind="stable")],
-                                first[self.depth:]])
+        second = np.argsort(-self.rerank.decision(names, values[first[: self.depth]]), kind="stable")
+        order = self._join(first, second)
         key = np.empty(len(order))
         key[order] = np.arange(len(order), 0, -1)
         return key
@@ -252,19 +255,22 @@ def blend_from_dict(data: Mapping[str, Any]) -> Blend:
     """Rebuild a blend saved by ``to_dict`` (in an index manifest)."""
     data = dict(data)
     method = data.pop("method", "wsum")
-    if method == "wsum":
-        return BlendWeights(**data)
-    if method == "learned":
-        return LearnedBlend(coef=data["coef"], fitted_on=data.get("fitted_on", {}))
-    if method == "rrf":
-        return RRFBlend(**data)
-    if method == "cascade":
-        return CascadeBlend(
-            retrieve=blend_from_dict(data["retrieve"]),
-            rerank=blend_from_dict(data["rerank"]),
-            depth=data.get("depth", RERANK_DEPTH),
-            fitted_on=data.get("fitted_on", {}),
-        )
+    try:
+        if method == "wsum":
+            return BlendWeights(**data)
+        if method == "learned":
+            return LearnedBlend(coef=data["coef"], fitted_on=data.get("fitted_on", {}))
+        if method == "rrf":
+            return RRFBlend(**data)
+        if method == "cascade":
+            return CascadeBlend(
+                retrieve=blend_from_dict(data["retrieve"]),
+                rerank=blend_from_dict(data["rerank"]),
+                depth=data.get("depth", RERANK_DEPTH),
+                fitted_on=data.get("fitted_on", {}),
+            )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidParameter(f"malformed {method!r} blend: {exc!r}") from None
     raise InvalidParameter(f"unknown blend method {method!r}; allowed: wsum, learned, rrf, cascade")
 
 

@@ -255,3 +255,23 @@ def test_refit_params_reads_the_saved_settings(data):
     # a blend saved before these settings were recorded: fitted per signal, labelled pairs only
     old = LearnedBlend(coef=blend.rerank.coef, fitted_on={"objective": "pairwise", "C": 0.1})
     assert refit_params(old) == {"objective": "pairwise", "C": "auto", "structure": "signals", "random_negatives": 0}
+
+
+@pytest.mark.parametrize("saved", [
+    {"method": "cascade", "retrieve": {"method": "learned", "coef": {"lexical": 1.0}}},  # no rerank stage
+    {"method": "cascade", "retrieve": {"method": "learned"}, "rerank": {"method": "learned", "coef": {}}},
+    {"method": "cascade", "retrieve": {"method": "wsum"}, "rerank": {"method": "wsum"}, "depth": "ten"},
+    {"method": "learned"},
+    {"method": "wsum", "semantic": 1.0, "colour": "blue"},
+])
+def test_a_malformed_saved_blend_is_a_clear_error(saved, capsys, index_dir, tmp_path):
+    with pytest.raises(InvalidParameter, match="blend"):
+        blend_from_dict(saved)
+    copy = tmp_path / "idx"
+    shutil.copytree(index_dir, copy, ignore=shutil.ignore_patterns("cache"))
+    index = TrialIndex.load(copy)
+    index.manifest["blend"] = saved
+    index.save(copy)
+    assert main(["related", index.trials[0].nct_id, "--index", str(copy)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("related-trials: error:") and "blend" in err and "Traceback" not in err

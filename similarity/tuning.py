@@ -222,6 +222,11 @@ def _fit_once(data: LabelledSignals, basis: np.ndarray, keep: np.ndarray, object
     return coef
 
 
+def _used(names: tuple[str, ...], exclude: tuple[str, ...]) -> np.ndarray:
+    """Mask of the signals ``exclude`` (names or prefixes such as ``"attr:"``) leaves in."""
+    return np.array([not any(n == e or n.startswith(e) for e in exclude) for n in names])
+
+
 def fit_blend(
     data: LabelledSignals,
     *,
@@ -255,8 +260,8 @@ def fit_blend(
     if structure == "cascade":
         params = {"objective": objective, "C": C, "nonnegative": nonnegative}
         structured = tuple(n for n in data.names if signal_group(n) == "structured")
-        used = [n for n in data.names if not any(n == e or n.startswith(e) for e in exclude)]
-        if set(used) - set(structured):  # the retrieve stage leaves them out when it has other signals
+        used = _used(data.names, exclude)
+        if (used & ~np.isin(data.names, structured)).any():  # the retrieve stage leaves them out when it has others
             retrieve = fit_blend(data, structure="groups", exclude=(*exclude, *structured), **params)
         else:
             retrieve = fit_blend(data, structure="groups", exclude=exclude, **params)
@@ -272,7 +277,7 @@ def fit_blend(
                           exclude=exclude)
     if not isinstance(C, (int, float)) or C <= 0:
         raise InvalidParameter(f"C must be > 0 or 'auto', got {C!r}")
-    use = np.array([not any(n == e or n.startswith(e) for e in exclude) for n in data.names])
+    use = _used(data.names, exclude)
     if not use.any():
         raise InvalidParameter(f"exclude={exclude} leaves no signal to fit")
     basis = _basis(data.names, structure, use)

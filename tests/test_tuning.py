@@ -275,3 +275,27 @@ def test_a_malformed_saved_blend_is_a_clear_error(saved, capsys, index_dir, tmp_
     assert main(["related", index.trials[0].nct_id, "--index", str(copy)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("related-trials: error:") and "blend" in err and "Traceback" not in err
+
+
+def test_evaluate_ranks_a_cascade_by_its_order_not_its_scores(data, ranker, index):
+    from similarity.evaluate import evaluate
+    from similarity.tuning import rerank_ndcg
+
+    # retrieve by the summary cosine, rerank the first 3 by BM25: the re-ordered head carries BM25
+    # scores, the tail its cosines, so sorting the scores would interleave the two stages
+    names = data.names
+    cascade = _cascade_by_hand({"field:summary": 1.0}, {"lexical": 1.0}, depth=3)
+    pairs = mesh_pairs(index)
+    labelled = data.subset(np.array([c in pairs[q] for q, c in zip(data.queries, data.candidates)]))
+    keys, sums = np.zeros(len(labelled.y)), np.zeros(len(labelled.y))
+    for q in np.unique(labelled.queries):
+        rows = labelled.queries == q
+        X = labelled.X[rows]
+        keys[rows] = cascade.decision(names, X)
+        summary, lexical = X[:, names.index("field:summary")], X[:, names.index("lexical")]
+        head = np.argsort(-summary, kind="stable")[:3]
+        sums[rows] = np.where(np.isin(np.arange(len(X)), head), lexical, summary)  # each row's stage score
+    by_order, by_score = rerank_ndcg(labelled, keys), rerank_ndcg(labelled, sums)
+    assert by_order != pytest.approx(by_score)  # the fixture tells the two apart
+    result = evaluate(index, pairs, engines={"engine": ranker.with_blend(cascade)}, baselines=())
+    assert result.methods["engine"]["nDCG@5"] == pytest.approx(by_order, abs=1e-4)

@@ -2,8 +2,9 @@
 
 Each scores candidate rows of a :class:`TrialIndex` against a query row:
 ``tfidf`` (cosine of TF-IDF vectors of the concatenated text), ``bm25`` (Okapi BM25 of the query's
-terms, the index's lexical matrix) and ``dense`` (cosine of one plain embedding of the
-concatenated text, which the model cuts at 256 tokens).
+terms, the index's lexical matrix), ``dense`` (cosine of one plain embedding of the
+concatenated text, which the model cuts at 256 tokens) and ``rrf`` (reciprocal-rank fusion of
+``bm25`` and ``dense`` over the rows being ranked, ``1/(60 + rank)`` each: the plain hybrid).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from .index import TrialIndex
 
 __all__ = ["BaselineName", "Baseline", "make_baseline", "BASELINES"]
 
-BaselineName = Literal["tfidf", "bm25", "dense"]
-BASELINES: tuple[str, ...] = ("tfidf", "bm25", "dense")
+BaselineName = Literal["tfidf", "bm25", "dense", "rrf"]
+BASELINES: tuple[str, ...] = ("tfidf", "bm25", "dense", "rrf")
 
 
 class Baseline:
@@ -80,6 +81,31 @@ class DenseBaseline(Baseline):
         return self.vectors_[rows] @ self.vectors_[query_row]
 
 
+class RRFBaseline(Baseline):
+    """Reciprocal-rank fusion of BM25 and dense over the rows being scored (k = 60)."""
+
+    name = "rrf"
+
+    def __init__(self, cache_dir: str | None = None, rows: np.ndarray | None = None, k: float = 60.0):
+        self.cache_dir = cache_dir
+        self.rows = rows
+        self.k = k
+
+    def fit(self, index, parts: tuple[Baseline, Baseline] | None = None):
+        """``parts``: already fitted ``bm25`` and ``dense`` baselines of ``index`` to reuse."""
+        self.parts_ = parts or (BM25Baseline().fit(index), DenseBaseline(cache_dir=self.cache_dir, rows=self.rows).fit(index))
+        return self
+
+    def scores(self, query_row, rows):
+        out = np.zeros(len(rows))
+        for part in self.parts_:
+            order = np.argsort(-part.scores(query_row, rows), kind="stable")
+            ranks = np.empty(len(order))
+            ranks[order] = np.arange(1, len(order) + 1)
+            out += 1.0 / (self.k + ranks)
+        return out
+
+
 def make_baseline(name: str, *, cache_dir: str | None = None, rows: np.ndarray | None = None) -> Baseline:
     """A new baseline by name; ``rows`` limits which trials ``dense`` embeds (rerank mode)."""
     if name == "tfidf":
@@ -88,4 +114,6 @@ def make_baseline(name: str, *, cache_dir: str | None = None, rows: np.ndarray |
         return BM25Baseline()
     if name == "dense":
         return DenseBaseline(cache_dir=cache_dir, rows=rows)
+    if name == "rrf":
+        return RRFBaseline(cache_dir=cache_dir, rows=rows)
     raise InvalidParameter(f"unknown baseline {name!r}; allowed: {', '.join(BASELINES)}")

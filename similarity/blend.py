@@ -1,11 +1,16 @@
-"""How signals become one score: a fixed weighted sum, a learned linear blend, rank fusion, or a
-two-stage cascade of blends.
+"""How signals become one score: z-score fusion (the shipped default), a fixed weighted sum, a learned
+linear blend, rank fusion, or a two-stage cascade of blends.
 
 Every blend returns one component per group (``semantic``, ``structured``, ``lexical``); the
 score shown is their sum, so the components in ``why`` always add up to it. ``blend.rank(signals)``
 gives the components and the order of the candidates (best first): the order of the scores,
 except for a cascade.
 
+- :class:`FusionBlend` (``fusion``, the shipped default): each chosen signal is z-normalised over
+  the candidate list being ranked (mean 0, standard deviation 1; an unavailable value counts as the
+  list's mean), and the score is their weighted mean. With equal weights it has no parameter that
+  labels could fit: chosen under nested cross-validation over the learned blends below
+  (``benchmarks/quality.md``).
 - :class:`BlendWeights` (``wsum``): each group's value is the weighted mean of its *available*
   signals (a field one trial lacks neither helps nor hurts), then
   ``score = semantic_w * semantic + structured_w * structured + lexical_w * lexical``.
@@ -15,7 +20,7 @@ except for a cascade.
   ranking and is left out).
 - :class:`RRFBlend` (``rrf``): reciprocal-rank fusion of the three group values over the
   candidate list, ``sum_g 1 / (k + rank_g)``: no weights to fit, the documented simple alternative.
-- :class:`CascadeBlend` (``cascade``, the shipped default): retrieve, then rerank. The
+- :class:`CascadeBlend` (``cascade``, the previous default): retrieve, then rerank. The
   ``retrieve`` blend orders all candidates; the ``rerank`` blend re-orders the first ``depth`` of
   them (by default the ten a related list shows). Each trial's score and components are those of
   the blend that placed it, so within the first ``depth`` places and after them scores decrease,
@@ -32,11 +37,11 @@ import numpy as np
 from .exceptions import InvalidParameter
 from .signals import GROUPS, Signals
 
-__all__ = ["BlendWeights", "LearnedBlend", "RRFBlend", "CascadeBlend", "Blend", "blend_from_dict", "default_blend", "impute"]
+__all__ = ["FusionBlend", "BlendWeights", "LearnedBlend", "RRFBlend", "CascadeBlend", "Blend", "blend_from_dict", "default_blend", "impute"]
 
 DEFAULT_BLEND_FILE = "default_blend.json"
-"""The learned blend shipped with the package (``related-trials fit-weights --export``), in
-``similarity/``: fitted on trialsim-dev for the default index layout."""
+"""The blend shipped with the package (``related-trials fit-weights --export``), in
+``similarity/``: the design that nested cross-validation on trialsim-dev chose."""
 
 
 def _pairs(values) -> tuple[tuple[str, float], ...]:
@@ -91,6 +96,7 @@ class BlendWeights(_ScoreOrder):
         ("description", 0.5),
         ("criteria", 0.5),
         ("outcomes", 0.5),
+        ("text", 1.0),
     )
     attributes: tuple[tuple[str, float], ...] = (
         ("condition_mesh", 2.0),
@@ -183,6 +189,65 @@ class RRFBlend(_ScoreOrder):
         return {"method": self.method, "k": self.k}
 
 
+FUSION_SIGNALS: tuple[tuple[str, float], ...] = (("field:", 1.0), ("lexical", 1.0), ("lexical_cosine", 1.0))
+"""The default fusion: every embedded field's cosine, BM25 and the BM25-weight cosine, equally weighted.
+A key ending in ``:`` weighs every signal of that kind (``field:`` = each field of the index)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FusionBlend(_ScoreOrder):
+    """Weighted mean of z-normalised signals over the candidate list (no fitted parameter).
+
+    Each signal's scale differs (cosines of short titles spread wider than those of summaries;
+    BM25 ratios are mostly near 0), so each is centred and scaled over the candidates it ranks:
+    a signal counts by how far it sets a candidate apart from the others. A signal unavailable for
+    a candidate (a field one trial lacks) counts as the list's mean; a constant signal counts 0.
+    ``weights`` names signals (or kinds, ``field:``) and their weights; the others are unused.
+    """
+
+    weights: tuple[tuple[str, float], ...] = FUSION_SIGNALS
+    fitted_on: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    method = "fusion"
+
+    def __post_init__(self):
+        object.__setattr__(self, "weights", _pairs(self.weights))
+        if not self.weights or any(w < 0 for _, w in self.weights) or not sum(w for _, w in self.weights):
+            raise InvalidParameter(f"fusion weights must be >= 0 and not all 0, got {dict(self.weights)}")
+
+    def weight_of(self, name: str) -> float:
+        """The weight of signal ``name``: its own entry, else its kind's (``field:``), else 0."""
+        weights = dict(self.weights)
+        if name in weights:
+            return weights[name]
+        kind = name.partition(":")[0] + ":"
+        return weights.get(kind, 0.0) if ":" in name else 0.0
+
+    def combine(self, signals: Signals) -> dict[str, np.ndarray]:
+        w = np.array([self.weight_of(n) for n in signals.names])
+        z = np.zeros(signals.values.shape)
+        for j in np.flatnonzero(w > 0):
+            v = signals.values[:, j]
+            avail = ~np.isnan(v)
+            if avail.sum() < 2:
+                continue
+            sd = v[avail].std()
+            if sd > 1e-12:
+                z[avail, j] = (v[avail] - v[avail].mean()) / sd
+        total = w.sum() or 1.0
+        groups = np.array(signals.groups)
+        return {g: (z * np.where(groups == g, w, 0.0)[None]).sum(1) / total for g in GROUPS}
+
+    def decision(self, names: tuple[str, ...], values: np.ndarray) -> np.ndarray:
+        """Scores of one query's candidates ``values`` (columns named ``names``)."""
+        from .signals import signal_group
+
+        signals = Signals(np.arange(len(values)), tuple(names), tuple(signal_group(n) for n in names), values)
+        return sum(self.combine(signals).values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "weights": dict(self.weights), "fitted_on": dict(self.fitted_on)}
+
+
 RERANK_DEPTH = 10
 """Places a :class:`CascadeBlend` re-orders by default: the related list's usual length, and the
 number of candidates each labelled query of trialsim-dev has (the lists the rerank blend is fitted
@@ -248,7 +313,7 @@ class CascadeBlend:
         }
 
 
-Blend = Union[BlendWeights, LearnedBlend, RRFBlend, CascadeBlend]
+Blend = Union[FusionBlend, BlendWeights, LearnedBlend, RRFBlend, CascadeBlend]
 
 
 def blend_from_dict(data: Mapping[str, Any]) -> Blend:
@@ -262,6 +327,8 @@ def blend_from_dict(data: Mapping[str, Any]) -> Blend:
             return LearnedBlend(coef=data["coef"], fitted_on=data.get("fitted_on", {}))
         if method == "rrf":
             return RRFBlend(**data)
+        if method == "fusion":
+            return FusionBlend(weights=data.get("weights", FUSION_SIGNALS), fitted_on=data.get("fitted_on", {}))
         if method == "cascade":
             return CascadeBlend(
                 retrieve=blend_from_dict(data["retrieve"]),
@@ -271,15 +338,15 @@ def blend_from_dict(data: Mapping[str, Any]) -> Blend:
             )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidParameter(f"malformed {method!r} blend: {exc!r}") from None
-    raise InvalidParameter(f"unknown blend method {method!r}; allowed: wsum, learned, rrf, cascade")
+    raise InvalidParameter(f"unknown blend method {method!r}; allowed: fusion, wsum, learned, rrf, cascade")
 
 
 def default_blend(signal_names: tuple[str, ...]) -> Blend:
-    """The blend a new index gets: the shipped learned blend when it covers the index's signals.
+    """The blend a new index gets: the shipped blend when it covers the index's signals.
 
-    It covers them when every embedded field of the index has a coefficient (an attribute that no
-    trial of the corpus has is simply absent); another layout (other fields) gets
-    :class:`BlendWeights`.
+    A fusion covers any index that has one of its signals (``field:`` names every field). A learned
+    blend covers an index when every embedded field has a coefficient (an attribute that no trial
+    of the corpus has is simply absent). Otherwise: :class:`FusionBlend` with its default signals.
     """
     import json
     from importlib import resources
@@ -288,9 +355,11 @@ def default_blend(signal_names: tuple[str, ...]) -> Blend:
         data = json.loads(resources.files("similarity").joinpath(DEFAULT_BLEND_FILE).read_text())
         blend = blend_from_dict(data)
     except (OSError, ValueError, KeyError, InvalidParameter):
-        return BlendWeights()
+        return FusionBlend()
+    if isinstance(blend, FusionBlend):
+        return blend if any(blend.weight_of(n) > 0 for n in signal_names) else FusionBlend()
     stages = (blend.retrieve, blend.rerank) if isinstance(blend, CascadeBlend) else (blend,)
     fields = {n for n in signal_names if n.startswith("field:")}
     if all(isinstance(b, LearnedBlend) and fields <= set(dict(b.coef)) for b in stages):
         return blend
-    return BlendWeights()
+    return FusionBlend()

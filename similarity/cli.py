@@ -91,25 +91,30 @@ def _parser() -> argparse.ArgumentParser:
     related.add_argument("--json", action="store_true", help="print a JSON array")
     _add_diversity(related)
 
-    evaluate = sub.add_parser("evaluate", help="evaluate on labelled pairs against tfidf, bm25 and dense baselines")
+    evaluate = sub.add_parser("evaluate", help="evaluate on labelled pairs against tfidf, bm25, dense and rrf baselines")
     evaluate.add_argument("--index", required=True, metavar="DIR")
     evaluate.add_argument("--pairs", required=True, metavar="PAIRS.tsv", help="TSV: query_id, candidate_id, label")
     evaluate.add_argument("--mode", choices=["rerank", "retrieve"], default="rerank")
-    evaluate.add_argument("--baselines", default="tfidf,bm25,dense", help="comma-separated baselines (default all)")
+    evaluate.add_argument("--baselines", default="tfidf,bm25,dense,rrf", help="comma-separated baselines (default all)")
     evaluate.add_argument("--cache-dir", default=None, help="embedding cache directory (default DIR/cache)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.add_argument("--cv", action="store_true",
-                          help="score each query with the index's learned blend refitted without that query's pairs")
+                          help="nested cross-validation by query: in each outer fold the ranker's design and weights "
+                               "are chosen and fitted on the other folds' queries only, as fit-weights does on all")
+    evaluate.add_argument("--folds", type=int, default=10, metavar="N", help="outer folds of --cv (default 10)")
+    evaluate.add_argument("--designs", default=None, metavar="D,...",
+                          help="designs --cv may choose among (default all; see fit-weights --structure select)")
     _add_diversity(evaluate)
 
     fit = sub.add_parser("fit-weights", help="learn the blend from labelled pairs and save it with the index")
     fit.add_argument("--index", required=True, metavar="DIR")
     fit.add_argument("--pairs", required=True, metavar="PAIRS.tsv", help="TSV: query_id, candidate_id, label")
     fit.add_argument("--objective", choices=["pointwise", "pairwise"], default="pointwise")
-    fit.add_argument("--structure", choices=["cascade", "groups", "signals"], default="cascade",
-                     help="cascade (default): a per-group blend of the semantic and lexical signals retrieves, "
-                          "a per-signal blend reranks the first 10; groups: one weight per signal group, the "
-                          "hand-set proportions inside it; signals: one weight per signal")
+    fit.add_argument("--structure", choices=["select", "fusion", "cascade", "groups", "signals"], default="select",
+                     help="select (default): choose among the designs by cross-validation by query and fit the "
+                          "winner on all queries (what evaluate --cv measures); fusion: the z-score fusion, "
+                          "nothing fitted; cascade: a per-group blend retrieves, a per-signal blend reranks the "
+                          "first 10; groups: one weight per signal group; signals: one weight per signal")
     fit.add_argument("--C", default="auto", help="L2 strength of the logistic regression, or 'auto' (default)")
     fit.add_argument("--random-negatives", type=int, default=30, metavar="N",
                      help="random index trials added per query as unrelated (default 30; 0: labelled pairs only)")
@@ -287,27 +292,52 @@ def _cmd_evaluate(args) -> int:
     from .exceptions import InvalidParameter
     from .index import TrialIndex
     from .rank import Ranker
-    from .tuning import cross_validated_engine, refit_params
+    from .selection import DEFAULT_DESIGNS, nested_cross_validation, query_signals
 
     pairs = read_pairs(args.pairs)
     index = TrialIndex.load(args.index)
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     cache_dir = args.cache_dir or str(Path(args.index) / "cache")
     ranker = Ranker(index, diversity=_diversity(args))
-    engine = ranker
+    engine, nested = ranker, None
+    if args.folds < 2:
+        raise InvalidParameter(f"--folds must be >= 2, got {args.folds}")
     if args.cv:
-        if getattr(ranker.blend, "method", None) not in ("learned", "cascade"):
-            raise InvalidParameter(
-                f"--cv refits a learned blend, but {args.index} holds a {ranker.blend.method!r} blend: "
-                "run related-trials fit-weights first"
-            )
-        engine = cross_validated_engine(ranker, pairs, **refit_params(ranker.blend))
+        designs = DEFAULT_DESIGNS if args.designs is None else tuple(d.strip() for d in args.designs.split(",") if d.strip())
+        nested = nested_cross_validation(query_signals(ranker, pairs), designs, n_splits=args.folds)
+        engine = lambda query_id: ranker.with_blend(nested.blends.get(query_id))  # noqa: E731
     result = evaluate(index, pairs, mode=args.mode, engines={"engine": engine}, baselines=baselines, cache_dir=cache_dir)
+    comparison = result.comparison("engine", baselines) if baselines else None
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        out = result.to_dict()
+        if comparison:
+            out.update(comparison)
+        if nested is not None:
+            out["designs_chosen"] = dict(nested.chosen())
+        print(json.dumps(out, indent=2))
     else:
         print(_markdown(result))
+        if comparison:
+            print()
+            print(_comparison_text(comparison, result.queries))
+        if nested is not None:
+            chosen = ", ".join(f"{d} {n}/{len(nested.folds)}" for d, n in nested.chosen().most_common())
+            print(f"\ndesign chosen in the outer folds: {chosen}")
     return 0
+
+
+def _comparison_text(comparison: dict, queries: int) -> str:
+    """Intervals, paired differences and wins/ties/losses as lines of text."""
+    lines = [f"95% bootstrap intervals over {queries} queries; engine minus each baseline, paired by query:"]
+    for metric, paired in comparison["paired"].items():
+        mean, lo, hi = comparison["intervals"][metric]["engine"]
+        lines.append(f"  {metric}: engine {mean:.4f} [{lo:.4f}, {hi:.4f}]")
+        for baseline, (d, dlo, dhi) in paired.items():
+            lines.append(f"    - {baseline:6s} {d:+.4f} [{dlo:+.4f}, {dhi:+.4f}]")
+        best = comparison["versus_best"][metric]
+        lines.append(f"    vs best baseline ({best['baseline']}): {best['wins']} wins, {best['ties']} ties, "
+                     f"{best['losses']} losses")
+    return "\n".join(lines)
 
 
 def _cmd_fit_weights(args) -> int:
@@ -328,6 +358,9 @@ def _cmd_fit_weights(args) -> int:
     ranker = Ranker(index, BlendWeights())
     if args.random_negatives < 0:
         raise InvalidParameter(f"--random-negatives must be >= 0, got {args.random_negatives}")
+    if args.structure in ("select", "fusion"):
+        blend = _select(args, ranker, pairs)
+        return _save_blend(args, index, blend)
     data = labelled_signals(ranker, pairs, random_negatives=args.random_negatives)
     blend = fit_blend(data, objective=args.objective, structure=args.structure, C=C)
     blend.fitted_on["random_negatives"] = args.random_negatives
@@ -355,6 +388,33 @@ def _cmd_fit_weights(args) -> int:
             if weight:
                 print(f"  {name:28s} {weight:.4f}")
     blend.fitted_on["C_setting"] = C
+    return _save_blend(args, index, blend)
+
+
+def _select(args, ranker, pairs):
+    """fit-weights --structure select|fusion: the selection of similarity.selection on all queries."""
+    from .selection import DEFAULT_DESIGNS, DESIGNS, query_signals, select_design
+
+    queries = query_signals(ranker, pairs, random_negatives=args.random_negatives)
+    designs = DEFAULT_DESIGNS if args.structure == "select" else ("fusion",)
+    selection = select_design(queries, designs)
+    if selection.scores:
+        print(f"designs scored by 4-fold cross-validation over {len(queries)} queries "
+              "(mean of rerank nDCG@5 and retrieve R@10):")
+        for name, value in sorted(selection.scores.items(), key=lambda x: -x[1]):
+            print(f"  {name:24s} {value:.4f}  ({DESIGNS[name].parameters} fitted parameters)")
+        print(f"chosen: {selection.design} (the simplest within one standard error, "
+              f"{selection.standard_error:.4f}, of the best)")
+    blend = selection.blend
+    blend.fitted_on.update({"design": selection.design, "queries": len(queries),
+                            "inner_scores": {k: round(v, 4) for k, v in selection.scores.items()}})
+    weights = getattr(blend, "weights", None)
+    if weights is not None:
+        print("fusion weights: " + ", ".join(f"{k} {v:g}" for k, v in weights))
+    return blend
+
+
+def _save_blend(args, index, blend) -> int:
     blend.fitted_on["pairs_file"] = Path(args.pairs).name
     if args.export:
         Path(args.export).write_text(json.dumps(blend.to_dict(), indent=2) + "\n")
@@ -363,7 +423,7 @@ def _cmd_fit_weights(args) -> int:
         return 0
     index.manifest["blend"] = blend.to_dict()
     build_dir = index.save(args.index)
-    print(f"saved the learned blend with the index: {build_dir}")
+    print(f"saved the blend with the index: {build_dir}")
     return 0
 
 

@@ -3,7 +3,9 @@
 ``rerank`` follows the Trial2Vec / PyTrial protocol: each query's labelled candidates are ranked,
 and queries without a positive candidate are skipped and counted. ``retrieve`` ranks the whole
 index for each query (the query itself excluded); labelled positives are the relevant trials.
-Metrics come from ranx.
+Metrics come from ranx. Each method's per-query values are kept, so the result also gives 95%
+bootstrap intervals (queries resampled with replacement), paired differences between methods
+with their intervals, and per-query wins, ties and losses.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from .exceptions import InvalidParameter, SourceError
 from .index import TrialIndex
 from .rank import Ranker
 
-__all__ = ["read_pairs", "evaluate", "EvaluationResult", "RERANK_METRICS", "RETRIEVE_METRICS"]
+__all__ = [
+    "read_pairs",
+    "evaluate",
+    "EvaluationResult",
+    "bootstrap_interval",
+    "RERANK_METRICS",
+    "RETRIEVE_METRICS",
+    "HEADLINE",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +45,19 @@ RERANK_METRICS = {
 }
 RETRIEVE_METRICS = {"R@10": "recall@10", "R@50": "recall@50", "nDCG@10": "ndcg@10", "MRR": "mrr@100"}
 RETRIEVE_DEPTH = 100
+HEADLINE = {"rerank": ("nDCG@5", "P@1", "MAP"), "retrieve": ("R@10", "nDCG@10", "MRR")}
+"""The metrics whose intervals and paired differences a report shows, per mode."""
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+def bootstrap_interval(values, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of per-query ``values`` and its 95% percentile bootstrap interval (queries resampled)."""
+    values = np.asarray(list(values), dtype=np.float64)
+    if not len(values):
+        raise InvalidParameter("no values to bootstrap")
+    draws = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
+    means = values[draws].mean(axis=1)
+    return float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 Engine = Union[Ranker, Callable[[str], Ranker]]
 """A ranker, or a function giving the ranker of each query (a cross-validated blend)."""
@@ -80,6 +103,40 @@ class EvaluationResult:
     per_query: dict[str, dict[str, dict[str, float]]] = dataclasses.field(default_factory=dict, repr=False)
     """``{method: {metric: {query_id: value}}}``, for paired comparisons (not in ``to_dict``)."""
 
+    def values(self, method: str, metric: str) -> np.ndarray:
+        """Per-query values of ``method`` on ``metric``, in a fixed query order."""
+        per = self.per_query[method][metric]
+        return np.array([per[q] for q in sorted(per)])
+
+    def interval(self, method: str, metric: str) -> tuple[float, float, float]:
+        """Mean and 95% bootstrap interval of ``method`` on ``metric``."""
+        return bootstrap_interval(self.values(method, metric))
+
+    def paired(self, a: str, b: str, metric: str) -> tuple[float, float, float]:
+        """Mean per-query difference ``a - b`` on ``metric`` and its 95% bootstrap interval."""
+        return bootstrap_interval(self.values(a, metric) - self.values(b, metric))
+
+    def wins_ties_losses(self, a: str, b: str, metric: str) -> tuple[int, int, int]:
+        """Queries where ``a`` scores above, equal to (within 1e-9), and below ``b``."""
+        diff = self.values(a, metric) - self.values(b, metric)
+        return int((diff > 1e-9).sum()), int((np.abs(diff) <= 1e-9).sum()), int((diff < -1e-9).sum())
+
+    def best(self, metric: str, among: Sequence[str]) -> str:
+        """The method of ``among`` with the highest mean on ``metric``."""
+        return max(among, key=lambda m: self.methods[m][metric])
+
+    def comparison(self, engine: str, baselines: Sequence[str]) -> dict:
+        """Intervals, paired differences against each baseline, and wins/ties/losses against the
+        best baseline, for the headline metrics of this mode."""
+        out: dict = {"intervals": {}, "paired": {}, "versus_best": {}}
+        for metric in HEADLINE[self.mode]:
+            out["intervals"][metric] = {m: _rounded(self.interval(m, metric)) for m in self.methods}
+            out["paired"][metric] = {b: _rounded(self.paired(engine, b, metric)) for b in baselines}
+            best = self.best(metric, baselines)
+            w, t, l = self.wins_ties_losses(engine, best, metric)
+            out["versus_best"][metric] = {"baseline": best, "wins": w, "ties": t, "losses": l}
+        return out
+
     def to_dict(self) -> dict:
         return {
             "mode": self.mode,
@@ -88,6 +145,10 @@ class EvaluationResult:
             "missing": self.missing,
             "methods": self.methods,
         }
+
+
+def _rounded(interval: tuple[float, float, float]) -> list[float]:
+    return [round(x, 4) for x in interval]
 
 
 def _metrics(qrels: dict, runs: dict[str, dict], names: dict[str, str], per_query: dict | None = None) -> dict[str, dict[str, float]]:
@@ -156,7 +217,14 @@ def evaluate(
         needed = sorted({index.row(x) for q, cs in queries.items() for x in (q, *cs)})
     else:
         needed = None
-    methods = {name: make_baseline(name, cache_dir=cache_dir, rows=needed).fit(index) for name in baselines}
+    methods = {}
+    for name in sorted(baselines, key=lambda b: b == "rrf"):  # rrf reuses bm25 and dense when they run
+        baseline = make_baseline(name, cache_dir=cache_dir, rows=needed)
+        if name == "rrf" and "bm25" in methods and "dense" in methods:
+            methods[name] = baseline.fit(index, parts=(methods["bm25"], methods["dense"]))
+        else:
+            methods[name] = baseline.fit(index)
+    methods = {name: methods[name] for name in baselines}
     runs: dict[str, dict] = {**{name: {} for name in engines}, **{name: {} for name in methods}}
     all_rows = np.arange(len(index))
     for q, cands in queries.items():

@@ -71,6 +71,7 @@ DEFAULT_FIELD_WEIGHTS: dict[str, float] = {
     "description": 0.5,
     "criteria": 0.5,
     "outcomes": 0.5,
+    "text": 1.0,
 }
 
 

@@ -141,6 +141,7 @@ class Ranker:
             structured=self.index.structured[row],
             lexical=lexical,
             lexical_self=float((lexical @ self.index.lexical[row].T).toarray()[0, 0]),
+            lexical_weights=self.index.lexical[row],
         )
 
     def features_of_trial(self, trial: Trial) -> QueryFeatures:
@@ -151,6 +152,7 @@ class Ranker:
         text = concatenated_text(trial)
         vectorizer = self.index.lexical_vectorizer
         lexical = vectorizer.query_transform([text])
+        weights = vectorizer.transform([text])
         return QueryFeatures(
             trial=trial,
             row=None,
@@ -158,7 +160,8 @@ class Ranker:
             trial_vector=self.index.trial_vectors(fv[None])[0],
             structured=self.index.structured_featurizer.transform(structured_table([trial])),
             lexical=lexical,
-            lexical_self=float((lexical @ vectorizer.transform([text]).T).toarray()[0, 0]),
+            lexical_self=float((lexical @ weights.T).toarray()[0, 0]),
+            lexical_weights=weights,
         )
 
     # -------------------------------------------------------------- scoring

@@ -8,7 +8,8 @@ trials lacks: unknown is not the same as different):
   (MeSH terms, conditions, intervention names and types, status, study type, purpose...), and
   ``attr:phase``, ``1 - |distance| / 3`` on the development path (N/A agrees only with N/A);
 - ``lexical`` group: ``lexical``, BM25 of the query's terms in the candidate divided by BM25 of
-  the query in itself.
+  the query in itself, and ``lexical_cosine``, the cosine of the two trials' BM25 weight vectors
+  (symmetric and length-normalised, like a TF-IDF cosine, from the same stored matrix).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class QueryFeatures:
     structured: sparse.csr_matrix  # (1, m)
     lexical: sparse.csr_matrix  # (1, V) binary term presence
     lexical_self: float
+    lexical_weights: sparse.csr_matrix | None = None  # (1, V) the query's own BM25 weights
 
 
 @dataclasses.dataclass
@@ -73,11 +75,22 @@ class SignalComputer:
         self.names = (
             tuple(f"field:{f}" for f in index.config.text_fields)
             + tuple(f"attr:{a}" for a in self.attributes)
-            + ("attr:phase", "lexical")
+            + ("attr:phase", "lexical", "lexical_cosine")
         )
         self.groups = tuple(signal_group(n) for n in self.names)
         self._blocks = [blocks[a] for a in self.attributes]
         self._phase = index.columns["phase_ordinal"].astype(np.float64)
+        self._lexical_norms: np.ndarray | None = None
+
+    @property
+    def lexical_norms(self) -> np.ndarray:
+        """The L2 norm of each index row's BM25 weights (computed once, on first use)."""
+        if self._lexical_norms is None:
+            lexical = self.index.lexical
+            squares = np.square(np.asarray(lexical.data, dtype=np.float64))
+            sums = np.add.reduceat(squares, lexical.indptr[:-1]) if len(squares) else np.zeros(lexical.shape[0])
+            self._lexical_norms = np.sqrt(np.where(np.diff(lexical.indptr) > 0, sums, 0.0))
+        return self._lexical_norms
 
     def compute(self, query: QueryFeatures, rows: np.ndarray) -> Signals:
         rows = np.asarray(rows, dtype=np.int64)
@@ -109,6 +122,19 @@ class SignalComputer:
         )
         columns.append(np.where(np.isnan(c_phase) | np.isnan(q_phase), np.nan, close)[:, None])
 
-        bm25 = np.asarray((self.index.lexical[rows] @ query.lexical.T).toarray()).ravel()
+        cand_lexical = self.index.lexical[rows]
+        bm25 = np.asarray((cand_lexical @ query.lexical.T).toarray()).ravel()
         columns.append(np.minimum(bm25 / max(query.lexical_self, 1e-12), 1.0)[:, None])
+        columns.append(self._lexical_cosine(query, cand_lexical, rows)[:, None])
         return Signals(rows, self.names, self.groups, np.hstack(columns))
+
+    def _lexical_cosine(self, query: QueryFeatures, cand_lexical: sparse.csr_matrix, rows: np.ndarray) -> np.ndarray:
+        weights = query.lexical_weights
+        if weights is None and query.row is not None:
+            weights = self.index.lexical[query.row]
+        if weights is None or weights.nnz == 0:
+            return np.full(len(rows), np.nan)
+        q_norm = float(np.sqrt(np.square(weights.data.astype(np.float64)).sum()))
+        dots = np.asarray((cand_lexical @ weights.T).toarray(), dtype=np.float64).ravel()
+        c_norm = self.lexical_norms[rows]
+        return np.where(c_norm > 0, dots / np.maximum(c_norm * q_norm, 1e-12), np.nan)

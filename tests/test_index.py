@@ -11,7 +11,7 @@ def test_manifest_describes_the_build(index, sample_trials):
     m = index.manifest
     assert m["model"] == "all-MiniLM-L6-v2" and m["dim"] == 384
     assert m["count"] == len(sample_trials) == len(index)
-    assert m["text_fields"] == ["brief_title", "conditions", "interventions", "summary"]
+    assert m["text_fields"] == ["brief_title", "conditions", "interventions", "summary", "text"]
     assert {"faiss", "numpy", "scikit-learn", "sentence-transformers", "torch"} <= set(m["versions"])
     assert len(m["fingerprint"]) == 64 and m["built_at"]
 

@@ -186,15 +186,17 @@ def test_fit_weights_cli_saves_the_blend_and_evaluate_cv(capsys, index_dir, inde
     pairs.write_text("\n".join(lines) + "\n")
 
     shipped = TrialIndex.load(copy)
-    assert shipped.manifest["blend"]["method"] == "cascade"  # a new index ships the default learned cascade
+    assert shipped.manifest["blend"]["method"] == "fusion"  # a new index ships the default fusion
     shipped.manifest["blend"] = BlendWeights().to_dict()
     shipped.save(copy)
-    assert main(["evaluate", "--index", str(copy), "--pairs", str(pairs), "--cv", "--baselines", "bm25"]) == 1
-    assert "run related-trials fit-weights first" in capsys.readouterr().err
+    # nested CV re-makes every choice inside the folds: it does not depend on the saved blend
+    assert main(["evaluate", "--index", str(copy), "--pairs", str(pairs), "--cv", "--folds", "3",
+                 "--designs", "fusion,cascade", "--baselines", "bm25"]) == 0
+    assert "design chosen in the outer folds" in capsys.readouterr().out
 
-    assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--C", "1"]) == 0
+    assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--C", "1", "--structure", "cascade"]) == 0
     out = capsys.readouterr().out
-    assert "cross-validated by query" in out and "saved the learned blend" in out
+    assert "cross-validated by query" in out and "saved the blend" in out
     assert "(pointwise, cascade, retrieve C=1, rerank C=1)" in out
     assert "\nretrieve:\n" in out and "\nrerank (first 10):\n" in out
     reloaded = TrialIndex.load(copy)
@@ -210,8 +212,17 @@ def test_fit_weights_cli_saves_the_blend_and_evaluate_cv(capsys, index_dir, inde
     assert "(pointwise, signals, C=1)" in capsys.readouterr().out
     assert TrialIndex.load(copy).manifest["blend"]["fitted_on"]["structure"] == "cascade"  # dry run: unchanged
 
-    assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--C", "many"]) == 1
+    assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--C", "many", "--structure", "groups"]) == 1
     assert "--C must be" in capsys.readouterr().err
+
+    # the default: choose the design by cross-validation, ship the winner
+    assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs)]) == 0
+    out = capsys.readouterr().out
+    assert "designs scored by 4-fold cross-validation" in out and "\nchosen: " in out
+    saved = TrialIndex.load(copy).manifest["blend"]
+    assert saved["fitted_on"]["design"] in out and saved["fitted_on"]["pairs_file"] == "pairs.tsv"
+    assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--structure", "fusion"]) == 0
+    assert TrialIndex.load(copy).manifest["blend"]["method"] == "fusion"
 
 
 def test_numpy_ndcg_equals_ranx(data):

@@ -47,8 +47,8 @@ evaluate: install $(INDEX)/CURRENT
 	$(BIN)/related-trials evaluate --index $(INDEX) --pairs data/trialsim-dev/pairs.tsv --cv --cache-dir .cache/embeddings
 	$(BIN)/related-trials evaluate --index $(INDEX) --pairs data/trialsim-dev/pairs.tsv --cv --mode retrieve --cache-dir .cache/embeddings
 
-# benchmarks/quality.md: engine, ablations and baselines on trialsim-dev (needs `make mpnet`)
-quality: install mpnet $(INDEX)/CURRENT
+# benchmarks/quality.md: the nested-CV engine, ablations and baselines on trialsim-dev
+quality: install $(INDEX)/CURRENT
 	$(BIN)/python scripts/quality_report.py --index $(INDEX) --cache-dir .cache/embeddings
 
 clean:

@@ -11,8 +11,14 @@ def test_structured_featurizer_follows_the_sklearn_api(estimator, check):
     check(estimator)
 
 
+# Texts are encoded in batches of similar length, so a subset pads differently and float32 sums
+# differ in the last bits (measured: 1.3e-7 absolute on values of ~1e-5, over the check's 1e-7):
+# the same embedding, not a different one.
+_BATCHING = {"check_methods_subset_invariance": "batched float32 inference: last-bit differences from padding"}
+
+
 @pytest.mark.slow
-@parametrize_with_checks([TextFeaturizer()])
+@parametrize_with_checks([TextFeaturizer()], expected_failed_checks=lambda estimator: _BATCHING)
 def test_text_featurizer_follows_the_sklearn_api(estimator, check):
     check(estimator)
 

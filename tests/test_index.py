@@ -19,7 +19,7 @@ def test_manifest_describes_the_build(index, sample_trials):
 def test_loaded_index_holds_the_same_trials(index, sample_trials):
     assert [t.nct_id for t in index.trials] == [t.nct_id for t in sample_trials]
     assert list(index.trials) == sample_trials
-    assert index.field_vectors.shape == (len(sample_trials), 4, 384)
+    assert index.field_vectors.shape == (len(sample_trials), 5, 384)
 
 
 def test_unknown_nct_id(index):

@@ -47,7 +47,8 @@ def test_update_reports_what_changed(scenario):
     assert sorted(report.changed) == sorted([base.trials[3].nct_id, base.trials[5].nct_id, base.trials[7].nct_id])
     assert len(report.added) == 4 and sorted(report.removed) == sorted(removed)
     new_fields = int((text_table(final[-4:], base.config.text_fields) != None).sum())  # noqa: E711
-    assert report.fields_embedded == 2 + new_fields  # one summary, one title, and the new trials
+    # one summary and one title, each changing the whole text too, and the new trials
+    assert report.fields_embedded == 2 * 2 + new_fields
     assert len(updated) == len(final) and updated.manifest["count"] == len(final)
     assert updated.manifest["updated_from"] == base.fingerprint
     assert len(base) == len(final) - 4 + 2  # the base index is left as it was

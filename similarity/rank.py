@@ -4,11 +4,10 @@
    trials from the backend; filters run *inside* that search, so a filtered list still has ``k``
    entries whenever ``k`` trials match. The trial itself is never a candidate.
 2. :class:`~similarity.signals.SignalComputer` computes per-field cosines, structured agreements
-   and BM25 for each candidate; a blend (:mod:`similarity.blend`: fixed weights by default, or
-   the weights fitted by ``related-trials fit-weights`` and saved in the manifest) turns them
-   into the ``semantic``, ``structured`` and ``lexical`` components, which add up to the score,
-   and orders the candidates. The shipped blend is a cascade: a retrieve blend orders all
-   candidates, a rerank blend re-orders the first ten (``why.stage`` says which placed a trial).
+   and lexical (BM25) similarities for each candidate; a blend (:mod:`similarity.blend`: the one
+   saved in the manifest, by default the shipped z-score fusion) turns them into the ``semantic``,
+   ``structured`` and ``lexical`` components, which add up to the score, and orders the
+   candidates. Under a cascade blend ``why.stage`` says which stage placed a trial.
 3. Near-duplicates (one programme's near-identical registrations) are spaced out below the top
    ``k`` by default (:mod:`similarity.diversity`; ``diversity=None`` turns it off).
 """

@@ -87,7 +87,7 @@ class Why(BaseModel):
     components: dict[str, float] = Field(description="weighted semantic/structured/lexical; sum = score")
     stage: Literal["rerank", "retrieve"] | None = Field(
         default=None,
-        description="with a cascade blend (the default): which blend placed and scored the trial; the rerank "
+        description="with a cascade blend (not the default): which blend placed and scored the trial; the rerank "
                     "blend orders the first ten, the retrieve blend the rest, so scores compare within a stage")
     near_duplicates: list[str] | None = Field(
         default=None, description="near-duplicate registrations of the same programme spaced out below this one")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from similarity import Ranker, TrialIndex
 from similarity.baselines import BASELINES
-from similarity.blend import FusionBlend, blend_from_dict
+from similarity.blend import FUSION_SIGNALS, FusionBlend, blend_from_dict
 from similarity.evaluate import HEADLINE, evaluate, read_pairs
 from similarity.selection import DESIGNS, nested_cross_validation, query_signals, select_design
 
@@ -40,7 +40,7 @@ def _nested_engine(ranker, nested):
 
 
 def _fusion_without(signal: str) -> FusionBlend:
-    weights = {"field:": 1.0, "lexical": 1.0, "lexical_cosine": 1.0}
+    weights = dict(FUSION_SIGNALS)
     if signal.startswith("field:"):
         weights[signal] = 0.0
     else:

@@ -35,7 +35,7 @@ from typing import Any, Mapping, Union
 import numpy as np
 
 from .exceptions import InvalidParameter
-from .signals import GROUPS, Signals
+from .signals import GROUPS, Signals, signal_group
 
 __all__ = ["FusionBlend", "BlendWeights", "LearnedBlend", "RRFBlend", "CascadeBlend", "Blend", "blend_from_dict", "default_blend", "impute"]
 
@@ -239,8 +239,6 @@ class FusionBlend(_ScoreOrder):
 
     def decision(self, names: tuple[str, ...], values: np.ndarray) -> np.ndarray:
         """Scores of one query's candidates ``values`` (columns named ``names``)."""
-        from .signals import signal_group
-
         signals = Signals(np.arange(len(values)), tuple(names), tuple(signal_group(n) for n in names), values)
         return sum(self.combine(signals).values())
 

@@ -292,18 +292,21 @@ def _cmd_evaluate(args) -> int:
     from .exceptions import InvalidParameter
     from .index import TrialIndex
     from .rank import Ranker
-    from .selection import DEFAULT_DESIGNS, nested_cross_validation, query_signals
+    from .selection import DEFAULT_DESIGNS, DESIGNS, nested_cross_validation, query_signals
 
+    if args.folds < 2:
+        raise InvalidParameter(f"--folds must be >= 2, got {args.folds}")
+    designs = DEFAULT_DESIGNS if args.designs is None else tuple(d.strip() for d in args.designs.split(",") if d.strip())
+    unknown = [d for d in designs if d not in DESIGNS]
+    if unknown or not designs:
+        raise InvalidParameter(f"unknown design(s) {unknown}; allowed: {', '.join(DESIGNS)}")
     pairs = read_pairs(args.pairs)
     index = TrialIndex.load(args.index)
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     cache_dir = args.cache_dir or str(Path(args.index) / "cache")
     ranker = Ranker(index, diversity=_diversity(args))
     engine, nested = ranker, None
-    if args.folds < 2:
-        raise InvalidParameter(f"--folds must be >= 2, got {args.folds}")
     if args.cv:
-        designs = DEFAULT_DESIGNS if args.designs is None else tuple(d.strip() for d in args.designs.split(",") if d.strip())
         nested = nested_cross_validation(query_signals(ranker, pairs), designs, n_splits=args.folds)
         engine = lambda query_id: ranker.with_blend(nested.blends.get(query_id))  # noqa: E731
     result = evaluate(index, pairs, mode=args.mode, engines={"engine": engine}, baselines=baselines, cache_dir=cache_dir)

@@ -217,14 +217,16 @@ def evaluate(
         needed = sorted({index.row(x) for q, cs in queries.items() for x in (q, *cs)})
     else:
         needed = None
-    methods = {}
-    for name in sorted(baselines, key=lambda b: b == "rrf"):  # rrf reuses bm25 and dense when they run
-        baseline = make_baseline(name, cache_dir=cache_dir, rows=needed)
-        if name == "rrf" and "bm25" in methods and "dense" in methods:
-            methods[name] = baseline.fit(index, parts=(methods["bm25"], methods["dense"]))
-        else:
-            methods[name] = baseline.fit(index)
-    methods = {name: methods[name] for name in baselines}
+    fitted: dict = {}
+
+    def fit(name: str):  # each baseline fitted once: rrf fuses the bm25 and dense of the run
+        if name not in fitted:
+            baseline = make_baseline(name, cache_dir=cache_dir, rows=needed)
+            parts = (fit("bm25"), fit("dense")) if name == "rrf" else None
+            fitted[name] = baseline.fit(index, parts=parts) if parts else baseline.fit(index)
+        return fitted[name]
+
+    methods = {name: fit(name) for name in baselines}
     runs: dict[str, dict] = {**{name: {} for name in engines}, **{name: {} for name in methods}}
     all_rows = np.arange(len(index))
     for q, cands in queries.items():

@@ -236,6 +236,7 @@ class TrialIndex:
         manifest: dict[str, Any],
         path: Path | None = None,
         columns: dict[str, np.ndarray] | None = None,
+        lexical_norms: np.ndarray | None = None,
     ):
         self.config = config
         self.trials = trials if isinstance(trials, TrialStore) else list(trials)
@@ -250,6 +251,21 @@ class TrialIndex:
         self.path = path
         self.rows = RowLookup(self.columns["nct_id"])
         self._text_featurizer: TextFeaturizer | None = None
+        self._lexical_norms = lexical_norms
+
+    @property
+    def lexical_norms(self) -> np.ndarray:
+        """The L2 norm of each row's BM25 weights (the lexical cosine's denominators).
+
+        Written with every build, so a served index maps ``n`` floats instead of reading the whole
+        lexical matrix; computed once here for an index built in memory or saved before them.
+        """
+        if self._lexical_norms is None:
+            data = np.square(np.asarray(self.lexical.data, dtype=np.float64))
+            indptr = self.lexical.indptr
+            sums = np.add.reduceat(data, indptr[:-1]) if len(data) else np.zeros(self.lexical.shape[0])
+            self._lexical_norms = np.sqrt(np.where(np.diff(indptr) > 0, sums, 0.0)).astype(np.float32)
+        return self._lexical_norms
 
     def __len__(self) -> int:
         return len(self.trials)
@@ -341,6 +357,7 @@ class TrialIndex:
         np.save(build / "field_vectors.npy", self.field_vectors)
         _save_csr(build, "structured", self.structured)
         _save_csr(build, "lexical", self.lexical)
+        np.save(build / "lexical_norms.npy", self.lexical_norms)
         joblib.dump(
             {"structured": self.structured_featurizer, "lexical": self.lexical_vectorizer},
             build / "encoders.joblib",
@@ -414,6 +431,7 @@ class TrialIndex:
         except FileNotFoundError:  # builds older than the columns: read every record once
             columns = trial_columns(iter(trials))
         encoders = joblib.load(build / "encoders.joblib")
+        norms = build / "lexical_norms.npy"  # builds before the lexical cosine compute them on first use
         return cls(
             config=config,
             trials=trials,
@@ -426,6 +444,7 @@ class TrialIndex:
             manifest=manifest,
             path=build,
             columns=columns,
+            lexical_norms=np.load(norms, mmap_mode="r" if mmap else None) if norms.exists() else None,
         )
 
 

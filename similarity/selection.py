@@ -28,10 +28,10 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from sklearn.model_selection import GroupKFold
 
-from .blend import Blend, FusionBlend, impute
+from .blend import FUSION_SIGNALS, Blend, FusionBlend, impute
 from .exceptions import InvalidParameter
 from .signals import Signals
-from .tuning import RANDOM_NEGATIVES, LabelledSignals, fit_blend
+from .tuning import RANDOM_NEGATIVES, LabelledSignals, binary_ndcg, fit_blend, random_negative_ids
 
 __all__ = [
     "QuerySignals",
@@ -87,12 +87,7 @@ def query_signals(
         features = ranker.features(q)
         candidates = [int(r) for r in ranker.candidates(features, ranker.n_candidates)]
         labelled = {index.row(c): l for c, l in cands.items()}
-        randoms = []
-        if random_negatives:
-            for row in rng.choice(len(index), size=min(random_negatives, len(index)), replace=False):
-                row = int(row)
-                if row != features.row and row not in labelled and index.nct_id(row) not in pairs.get(q, {}):
-                    randoms.append(row)
+        randoms = [index.row(c) for c in random_negative_ids(index, rng, random_negatives, q, pairs.get(q, {}))]
         rows = list(dict.fromkeys([*candidates, *labelled, *randoms]))
         signals = ranker.signals.compute(features, np.array(rows, dtype=np.int64))
         out.append(
@@ -101,7 +96,7 @@ def query_signals(
                 signals=signals,
                 labels=np.array([labelled.get(r, -1) for r in rows]),
                 candidate=np.isin(rows, candidates),
-                random_negative=np.isin(rows, randoms) & ~np.isin(rows, list(labelled)),
+                random_negative=np.isin(rows, randoms),
                 n_positives=sum(1 for l in labelled.values() if l),
             )
         )
@@ -111,16 +106,11 @@ def query_signals(
 
 
 # ------------------------------------------------------------------ what a design is judged on
-_DISCOUNTS = 1 / np.log2(np.arange(2, 12))
-
-
 def rerank_ndcg5(blend: Blend, query: QuerySignals) -> float:
     """nDCG@5 of the query's labelled candidates in the blend's order (binary relevance)."""
     positions = np.flatnonzero(query.labelled)
     _, order = blend.rank(query.signals.take(positions))
-    gains = query.labels[positions][order][:5].astype(float)
-    ideal = np.sort(query.labels[positions])[::-1][:5].astype(float)
-    return float((gains * _DISCOUNTS[: len(gains)]).sum() / max((ideal * _DISCOUNTS[: len(ideal)]).sum(), 1e-12))
+    return binary_ndcg(query.labels[positions][order], 5)
 
 
 def retrieve_recall10(blend: Blend, query: QuerySignals) -> float:
@@ -184,10 +174,11 @@ def _fusion_share(queries: Sequence[QuerySignals]) -> Blend:
     on ``queries`` (the equal-weight share on ties); the two lexical signals share the rest."""
     names = queries[0].signals.names
     n_fields = sum(1 for n in names if n.startswith("field:")) or 1
+    lexical = [n for n, _ in FUSION_SIGNALS if n != "field:"]
     best, best_value = None, -1.0
-    for share in sorted(SEMANTIC_SHARES, key=lambda s: abs(s - n_fields / (n_fields + 2))):
-        blend = FusionBlend({"field:": share / n_fields, "lexical": (1 - share) / 2, "lexical_cosine": (1 - share) / 2},
-                            fitted_on={"semantic_share": share, "queries": len(queries)})
+    for share in sorted(SEMANTIC_SHARES, key=lambda s: abs(s - n_fields / (n_fields + len(lexical)))):
+        weights = {"field:": share / n_fields, **{n: (1 - share) / len(lexical) for n in lexical}}
+        blend = FusionBlend(weights, fitted_on={"semantic_share": share, "queries": len(queries)})
         value = float(np.mean([criterion(blend, q) for q in queries]))
         if value > best_value + 1e-9:
             best, best_value = blend, value

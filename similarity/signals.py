@@ -80,17 +80,6 @@ class SignalComputer:
         self.groups = tuple(signal_group(n) for n in self.names)
         self._blocks = [blocks[a] for a in self.attributes]
         self._phase = index.columns["phase_ordinal"].astype(np.float64)
-        self._lexical_norms: np.ndarray | None = None
-
-    @property
-    def lexical_norms(self) -> np.ndarray:
-        """The L2 norm of each index row's BM25 weights (computed once, on first use)."""
-        if self._lexical_norms is None:
-            lexical = self.index.lexical
-            squares = np.square(np.asarray(lexical.data, dtype=np.float64))
-            sums = np.add.reduceat(squares, lexical.indptr[:-1]) if len(squares) else np.zeros(lexical.shape[0])
-            self._lexical_norms = np.sqrt(np.where(np.diff(lexical.indptr) > 0, sums, 0.0))
-        return self._lexical_norms
 
     def compute(self, query: QueryFeatures, rows: np.ndarray) -> Signals:
         rows = np.asarray(rows, dtype=np.int64)
@@ -136,5 +125,5 @@ class SignalComputer:
             return np.full(len(rows), np.nan)
         q_norm = float(np.sqrt(np.square(weights.data.astype(np.float64)).sum()))
         dots = np.asarray((cand_lexical @ weights.T).toarray(), dtype=np.float64).ravel()
-        c_norm = self.lexical_norms[rows]
+        c_norm = np.asarray(self.index.lexical_norms[rows], dtype=np.float64)
         return np.where(c_norm > 0, dots / np.maximum(c_norm * q_norm, 1e-12), np.nan)

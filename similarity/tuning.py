@@ -111,11 +111,8 @@ def labelled_signals(
         cands = {c: int(l) for c, l in cands.items() if c in index and c != q}
         if q not in index or not any(cands.values()):
             continue
-        if random_negatives:
-            for row in rng.choice(len(index), size=min(random_negatives, len(index)), replace=False):
-                c = index.nct_id(row)
-                if c != q and c not in cands and c not in pairs.get(q, {}):
-                    cands[c] = 0
+        for c in random_negative_ids(index, rng, random_negatives, q, pairs.get(q, {})):
+            cands[c] = 0
         if candidate_negatives:
             pool = [index.nct_id(r) for r in ranker.candidates(ranker.features(q), ranker.n_candidates)]
             pool = [c for c in pool if c != q and c not in cands and c not in pairs.get(q, {})]
@@ -134,6 +131,22 @@ def labelled_signals(
     return LabelledSignals(ranker.signals.names, np.vstack(blocks), np.array(ys), np.array(qs), np.array(cs))
 
 
+def random_negative_ids(index, rng: np.random.Generator, n: int, query_id: str, labelled) -> list[str]:
+    """Up to ``n`` random index trials, other than the query and its ``labelled`` candidates."""
+    if not n:
+        return []
+    ids = (index.nct_id(int(row)) for row in rng.choice(len(index), size=min(n, len(index)), replace=False))
+    return [c for c in ids if c != query_id and c not in labelled]
+
+
+def binary_ndcg(ranked_labels: np.ndarray, k: int = 5) -> float:
+    """nDCG@k of 0/1 labels listed in ranked order (equals ranx's for binary relevance)."""
+    discounts = 1 / np.log2(np.arange(2, k + 2))
+    top = np.asarray(ranked_labels, dtype=float)[:k]
+    ideal = np.sort(np.asarray(ranked_labels, dtype=float))[::-1][:k]
+    return float((top * discounts[: len(top)]).sum() / max((ideal * discounts[: len(ideal)]).sum(), 1e-12))
+
+
 def rerank_ndcg(data: LabelledSignals, scores: np.ndarray, k: int = 5) -> float:
     """Mean nDCG@k (ranx) of ranking each query's labelled candidates by ``scores``."""
     from ranx import Qrels, Run, evaluate
@@ -150,13 +163,9 @@ def rerank_ndcg(data: LabelledSignals, scores: np.ndarray, k: int = 5) -> float:
 def _mean_ndcg(data: LabelledSignals, scores: np.ndarray, k: int = 5) -> float:
     """Mean binary nDCG@k per query, in NumPy (the inner loop of ``C="auto"``; equals ranx's)."""
     values = []
-    discounts = 1 / np.log2(np.arange(2, k + 2))
     for q in np.unique(data.queries):
         rows = data.queries == q
-        y = data.y[rows]
-        top = y[np.argsort(-scores[rows], kind="stable")[:k]]
-        ideal = np.sort(y)[::-1][:k]
-        values.append((top * discounts[: len(top)]).sum() / max((ideal * discounts[: len(ideal)]).sum(), 1e-12))
+        values.append(binary_ndcg(data.y[rows][np.argsort(-scores[rows], kind="stable")], k))
     return float(np.mean(values))
 
 

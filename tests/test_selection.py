@@ -97,6 +97,20 @@ def test_lexical_cosine_is_the_cosine_of_bm25_weight_rows(index, ranker):
     expected = lexical @ lexical[row] / np.maximum(norms * norms[row], 1e-12)
     assert values == pytest.approx(np.where(norms > 0, expected, np.nan), abs=1e-5, nan_ok=True)
     assert values[row] == pytest.approx(1.0, abs=1e-5)
+    # the norms are written with the build and mapped, not recomputed by a serving process
+    assert (index.path / "lexical_norms.npy").exists()
+    assert np.asarray(index.lexical_norms) == pytest.approx(norms, rel=1e-5)
+
+
+def test_a_build_saved_before_the_norms_computes_them(index_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "idx"
+    shutil.copytree(index_dir, copy, ignore=shutil.ignore_patterns("cache"))
+    saved = TrialIndex.load(copy)
+    (saved.path / "lexical_norms.npy").unlink()
+    old = TrialIndex.load(copy)
+    assert np.asarray(old.lexical_norms) == pytest.approx(np.asarray(saved.lexical_norms))
 
 
 @pytest.mark.slow

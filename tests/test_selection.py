@@ -75,6 +75,40 @@ def test_fusion_weights_by_name_and_kind_and_round_trips():
             FusionBlend(bad)
 
 
+@pytest.mark.parametrize("saved", [
+    {"method": "fusion", "weights": {"lexical": -1.0}},
+    {"method": "fusion", "weights": {}},
+    {"method": "fusion", "weights": ["lexical"]},
+])
+def test_a_malformed_saved_fusion_is_a_clear_error(saved):
+    with pytest.raises(InvalidParameter, match="fusion"):
+        blend_from_dict(saved)
+
+
+def test_the_text_field_is_the_dense_baselines_text(sample_trials):
+    from similarity.fields import TextField, concatenated_text, field_text
+
+    for trial in sample_trials[:10]:
+        assert field_text(trial, TextField.TEXT) == concatenated_text(trial)
+
+
+@pytest.mark.slow
+def test_rrf_baseline_fuses_the_ranks_of_bm25_and_dense(index, tmp_path):
+    from similarity.baselines import make_baseline
+
+    rows = np.arange(1, len(index))
+    bm25 = make_baseline("bm25").fit(index)
+    dense = make_baseline("dense", cache_dir=str(tmp_path)).fit(index)
+    rrf = make_baseline("rrf", cache_dir=str(tmp_path)).fit(index)
+    expected = np.zeros(len(rows))
+    for part in (bm25, dense):
+        ranks = np.empty(len(rows))
+        ranks[np.argsort(-part.scores(0, rows), kind="stable")] = np.arange(1, len(rows) + 1)
+        expected += 1 / (60 + ranks)
+    assert rrf.scores(0, rows) == pytest.approx(expected)
+    assert make_baseline("rrf").fit(index, parts=(bm25, dense)).scores(0, rows) == pytest.approx(expected)
+
+
 def test_the_shipped_default_is_the_fusion_for_any_layout():
     assert isinstance(default_blend(("field:brief_title", "field:text", "lexical", "lexical_cosine")), FusionBlend)
     assert isinstance(default_blend(("field:title", "attr:phase", "lexical")), FusionBlend)

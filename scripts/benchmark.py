@@ -80,8 +80,8 @@ def bench_build(trials, workdir: Path, configs: dict, rounds: int) -> dict:
     then rebuilt over the whole corpus from its (now warm) cache and saved.
     """
     from similarity import build_index
-    from similarity.featurize import load_sentence_model
-    from similarity.fields import concatenated_text
+    from similarity.features import load_sentence_model
+    from similarity.features import concatenated_text
 
     out = {"trials": len(trials), "rounds": rounds, "load_before": _load(), "naive_s": 0.0}
     default = configs["default"]
@@ -118,8 +118,8 @@ def bench_build(trials, workdir: Path, configs: dict, rounds: int) -> dict:
 
 def bench_tokens(trials, configs: dict) -> dict:
     """Tokens each side feeds the model (distinct strings only, cut at the model's window): the cost model."""
-    from similarity.featurize import _terms, load_sentence_model
-    from similarity.fields import concatenated_text, text_table
+    from similarity.features.text import _terms, load_sentence_model
+    from similarity.features import concatenated_text, text_table
 
     model = load_sentence_model(configs["default"].model)
     window = model.max_seq_length
@@ -147,7 +147,7 @@ def bench_quality(pairs_trials: Path, pairs: Path, workdir: Path, configs: dict)
     """Labelled-pair quality of each configuration (its blend learned and cross-validated by query,
     as ``fit-weights`` fits it) and of the naive (dense) baseline, same run."""
     from similarity import BlendWeights, Ranker, build_index, evaluate, load_trials, read_pairs
-    from similarity.tuning import cross_validated_engine
+    from similarity.ranking.tuning import cross_validated_engine
 
     trials = load_trials([pairs_trials])
     labelled = read_pairs(pairs)
@@ -167,7 +167,7 @@ def bench_quality(pairs_trials: Path, pairs: Path, workdir: Path, configs: dict)
 def bench_update(workdir: Path, held_out, corpus_load_s: float, full_build_s: float, save_s: float, seed: int) -> dict:
     """1% of the corpus changes: new trials, edited ones, removed ones; cost against a full rebuild."""
     from similarity import TrialIndex
-    from similarity.update import update_index
+    from similarity.index import update_index
 
     index, load_s = _timed(TrialIndex.load, workdir / "index")
     rng = random.Random(seed)
@@ -196,7 +196,7 @@ def bench_update(workdir: Path, held_out, corpus_load_s: float, full_build_s: fl
 def bench_latency(workdir: Path, held_out, n_queries: int, seed: int) -> dict:
     """Related lists of indexed trials (search path vs precomputed lists) and of new documents."""
     from similarity import Ranker, TrialIndex
-    from similarity.index import NEIGHBOURS_K, neighbour_lists
+    from similarity.index.trial_index import NEIGHBOURS_K, neighbour_lists
 
     index = TrialIndex.load(workdir / "index")
     ranker = Ranker(index)
@@ -256,8 +256,8 @@ def _mean_top10(x: np.ndarray, sample: int = 300) -> float:
 def bench_scale(base: np.ndarray, n: int, k_lists: int, workdir: Path, seed: int, memory: bool) -> dict:
     import faiss
 
-    from similarity.backends import FaissBackend
-    from similarity.neighbours import clustered_knn, exact_knn
+    from similarity.index.backends import FaissBackend
+    from similarity.index.neighbours import clustered_knn, exact_knn
 
     rng = np.random.default_rng(seed)
     x = synthetic(base, n, sigma=0.025, seed=seed)
@@ -370,8 +370,8 @@ def synthetic_index(source: Path, dest: Path, n: int, seed: int, neighbours_k: i
     import shutil
 
     from similarity import TrialIndex
-    from similarity.backends import make_backend
-    from similarity.index import NEIGHBOURS_K, _save_csr, neighbour_lists
+    from similarity.index.backends import make_backend
+    from similarity.index.trial_index import NEIGHBOURS_K, _save_csr, neighbour_lists
 
     real = TrialIndex.load(source)
     rng = np.random.default_rng(seed)
@@ -426,7 +426,7 @@ import json, sys, time
 import numpy as np
 sys.path.insert(0, {root!r})
 from similarity import Ranker, TrialIndex
-from similarity.rank import Filters
+from similarity.ranking.ranker import Filters
 import faiss, joblib, sklearn.compose, sklearn.feature_extraction.text  # imports counted in "imports"
 
 def rss():
@@ -596,7 +596,7 @@ def main(argv=None) -> int:
 
 def _configs() -> dict:
     from similarity import IndexConfig
-    from similarity.fields import FAST_TEXT_FIELDS
+    from similarity.features import FAST_TEXT_FIELDS
 
     return {
         "default": IndexConfig(),

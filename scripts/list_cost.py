@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from similarity import Ranker, TrialIndex
-from similarity.blend import blend_from_dict
+from similarity.ranking import blend_from_dict
 
 
 def _times(ranker, ids) -> np.ndarray:

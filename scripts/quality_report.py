@@ -4,7 +4,7 @@
 
 ``--index`` must hold the labelled trials (trialsim-dev) and the corpus (``make demo`` builds it).
 The *engine* row is the whole procedure that produced the shipped blend (choose a design among
-:data:`similarity.selection.DESIGNS` by inner cross-validation, fit it), re-run inside each outer
+:data:`similarity.ranking.selection.DESIGNS` by inner cross-validation, fit it), re-run inside each outer
 query-grouped fold, so no query is ranked by anything chosen or fitted with its labels. Each
 design alone, and the fusion with one signal left out (nothing fitted: no labels involved), are
 scored in the same run against the same baselines. Hand-written notes below the
@@ -25,18 +25,14 @@ import time
 from pathlib import Path
 
 from similarity import Ranker, TrialIndex
-from similarity.baselines import BASELINES
-from similarity.blend import FUSION_SIGNALS, FusionBlend, blend_from_dict
-from similarity.evaluate import HEADLINE, evaluate, read_pairs
-from similarity.selection import DESIGNS, nested_cross_validation, query_signals, select_design
+from similarity.defaults import FUSION_SIGNALS
+from similarity.evaluation import BASELINES, HEADLINE, evaluate, nested_cross_validation, read_pairs
+from similarity.ranking import FusionBlend, blend_from_dict
+from similarity.ranking.selection import DESIGNS, query_signals, select_design
 
 NOTES = "<!-- notes -->"
 ENGINE = "engine (nested: design chosen and fitted in each fold)"
 PREVIOUS = "previous default (cascade fitted on 17 of these queries; in-sample for them)"
-
-
-def _nested_engine(ranker, nested):
-    return lambda query_id: ranker.with_blend(nested.blends.get(query_id))
 
 
 def _fusion_without(signal: str) -> FusionBlend:
@@ -74,9 +70,9 @@ def main(argv=None) -> int:
     queries = query_signals(ranker, pairs)
     nested = nested_cross_validation(queries, n_splits=args.folds)
     shipped = select_design(queries)  # what fit-weights --structure select ships
-    engines = {ENGINE: _nested_engine(ranker, nested)}
+    engines = {ENGINE: nested.engine(ranker)}
     for name in DESIGNS:
-        engines[f"design: {name}"] = _nested_engine(ranker, nested_cross_validation(queries, (name,), n_splits=args.folds))
+        engines[f"design: {name}"] = nested_cross_validation(queries, (name,), n_splits=args.folds).engine(ranker)
     for signal in ranker.signals.names:
         if FusionBlend().weight_of(signal) > 0:
             engines[f"fusion without {signal}"] = ranker.with_blend(_fusion_without(signal))
@@ -121,7 +117,7 @@ def _header(args, index, result, nested, shipped) -> list[str]:
         f"Python {platform.python_version()}",
         f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`",
         f"- index: `{args.index}` — {len(index)} trials (the labelled trials plus the 7,003-trial corpus), model "
-        f"{index.manifest['model']}, fields {', '.join(index.config.text_fields)}",
+        f"{index.manifest.model}, fields {', '.join(index.config.text_fields)}",
         f"- pairs: `{args.pairs}`: {result.queries} queries with a positive ({result.skipped} without one skipped)",
         f"- designs the selection chooses among: {', '.join(f'{d.name} ({d.parameters} fitted)' for d in DESIGNS.values())}",
         f"- chosen in the outer folds: {chosen}",

@@ -1,11 +1,14 @@
 """related-trials: which other clinical trials are most related to this one?
 
-Data flows one way: source files -> :class:`Trial` records (``loaders``) -> feature vectors
-(``featurize``) -> :class:`TrialIndex` (``index``, ``backends``) -> ranked list (``rank``).
+Data flows one way, one package per stage, each importing only the stages before it:
+source files -> :class:`Trial` records (``ingest``) -> features (``features``) -> a saved
+:class:`TrialIndex` (``index``) -> the related list (``ranking``) -> measured on labelled pairs
+(``evaluation``) and served over HTTP (``service``); ``cli`` parses arguments and prints.
 """
 
-from .baselines import make_baseline
-from .evaluate import EvaluationResult, evaluate, read_pairs
+from ._deprecated import install_aliases
+from ._version import __version__  # noqa: F401 (the package version)
+from .evaluation import EvaluationResult, evaluate, make_baseline, read_pairs
 from .exceptions import (
     IndexMismatch,
     IndexNotFound,
@@ -15,14 +18,21 @@ from .exceptions import (
     SourceError,
     TrialNotFound,
 )
-from .featurize import StructuredFeaturizer, TextFeaturizer
-from .index import IndexConfig, TrialIndex, build_index
-from .lexical import BM25Vectorizer
-from .loaders import LoadReport, iter_trials, load_trials, trial_from_document
-from .blend import BlendWeights, CascadeBlend, LearnedBlend, RRFBlend
-from .rank import Filters, Ranker, RelatedTrial
-from .trial import Intervention, InterventionType, Phase, Status, StudyType, Trial
-from .update import UpdateReport, update_index
+from .features import BM25Vectorizer, StructuredFeaturizer, TextFeaturizer
+from .index import IndexConfig, Manifest, TrialIndex, UpdateReport, build_index, update_index
+from .ingest import (
+    Intervention,
+    InterventionType,
+    LoadReport,
+    Phase,
+    Status,
+    StudyType,
+    Trial,
+    iter_trials,
+    load_trials,
+    trial_from_document,
+)
+from .ranking import BlendWeights, CascadeBlend, Filters, FusionBlend, LearnedBlend, Ranker, RelatedTrial, RRFBlend
 
 __all__ = [
     "BM25Vectorizer",
@@ -30,6 +40,7 @@ __all__ = [
     "CascadeBlend",
     "EvaluationResult",
     "Filters",
+    "FusionBlend",
     "IndexConfig",
     "IndexMismatch",
     "IndexNotFound",
@@ -39,6 +50,7 @@ __all__ = [
     "InvalidRecord",
     "LearnedBlend",
     "LoadReport",
+    "Manifest",
     "RRFBlend",
     "Phase",
     "Ranker",
@@ -63,4 +75,4 @@ __all__ = [
     "update_index",
 ]
 
-__version__ = "0.1.0"
+install_aliases()

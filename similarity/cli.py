@@ -42,7 +42,7 @@ def _add_diversity(parser: argparse.ArgumentParser) -> None:
 
 
 def _diversity(args):
-    from .diversity import Diversity
+    from .ranking import Diversity
 
     return None if args.diversity == "off" else Diversity(mode=args.diversity)
 
@@ -157,9 +157,9 @@ def _nothing_to_build(report) -> str:
 
 def _cmd_build(args) -> int:
     from .exceptions import InvalidParameter
-    from .fields import FAST_TEXT_FIELDS
+    from .features import FAST_TEXT_FIELDS
     from .index import IndexConfig, build_index
-    from .loaders import LoadReport, load_trials
+    from .ingest import LoadReport, load_trials
 
     started = time.perf_counter()
     report = LoadReport()
@@ -201,8 +201,8 @@ def _cmd_build(args) -> int:
 def _cmd_update(args) -> int:
     from .exceptions import InvalidParameter
     from .index import TrialIndex
-    from .loaders import LoadReport, load_trials
-    from .update import update_index
+    from .ingest import LoadReport, load_trials
+    from .index import update_index
 
     if not args.sources and not args.remove:
         raise InvalidParameter("give SOURCE files with new or changed trials, or --remove NCT_ID")
@@ -227,7 +227,7 @@ def _cmd_update(args) -> int:
 
 
 def _filters(args):
-    from .rank import Filters
+    from .ranking import Filters
 
     return Filters.parse(
         status=args.status, phase=args.phase, intervention_type=args.intervention_type, study_type=args.study_type
@@ -248,8 +248,8 @@ def _format_list(query, related) -> str:
 def _cmd_related(args) -> int:
     from .exceptions import InvalidParameter, SourceError
     from .index import TrialIndex
-    from .loaders import trial_from_document
-    from .rank import Ranker
+    from .ingest import trial_from_document
+    from .ranking import Ranker
 
     if bool(args.nct_id) == bool(args.document):
         raise InvalidParameter("give either an NCT_ID or --document FILE")
@@ -288,11 +288,11 @@ def _markdown(result) -> str:
 
 
 def _cmd_evaluate(args) -> int:
-    from .evaluate import evaluate, read_pairs
+    from .evaluation import evaluate, nested_cross_validation, read_pairs
     from .exceptions import InvalidParameter
     from .index import TrialIndex
-    from .rank import Ranker
-    from .selection import DEFAULT_DESIGNS, DESIGNS, nested_cross_validation, query_signals
+    from .ranking import Ranker
+    from .ranking.selection import DEFAULT_DESIGNS, DESIGNS, query_signals
 
     if args.folds < 2:
         raise InvalidParameter(f"--folds must be >= 2, got {args.folds}")
@@ -308,7 +308,7 @@ def _cmd_evaluate(args) -> int:
     engine, nested = ranker, None
     if args.cv:
         nested = nested_cross_validation(query_signals(ranker, pairs), designs, n_splits=args.folds)
-        engine = lambda query_id: ranker.with_blend(nested.blends.get(query_id))  # noqa: E731
+        engine = nested.engine(ranker)
     result = evaluate(index, pairs, mode=args.mode, engines={"engine": engine}, baselines=baselines, cache_dir=cache_dir)
     comparison = result.comparison("engine", baselines) if baselines else None
     if args.json:
@@ -344,77 +344,18 @@ def _comparison_text(comparison: dict, queries: int) -> str:
 
 
 def _cmd_fit_weights(args) -> int:
-    from .blend import BlendWeights
-    from .evaluate import read_pairs
-    from .exceptions import InvalidParameter
+    from .evaluation import read_pairs
     from .index import TrialIndex
-    from .rank import Ranker
-    from .tuning import cross_validate_blend, fit_blend, labelled_signals, rerank_ndcg
-    import numpy as np
+    from .ranking import FitSettings, fit_weights
 
-    try:
-        C = args.C if args.C == "auto" else float(args.C)
-    except ValueError:
-        raise InvalidParameter(f"--C must be a positive number or 'auto', got {args.C!r}") from None
+    settings = FitSettings(structure=args.structure, objective=args.objective, C=args.C,
+                           random_negatives=args.random_negatives)
     pairs = read_pairs(args.pairs)
     index = TrialIndex.load(args.index, mmap=False)
-    ranker = Ranker(index, BlendWeights())
-    if args.random_negatives < 0:
-        raise InvalidParameter(f"--random-negatives must be >= 0, got {args.random_negatives}")
-    if args.structure in ("select", "fusion"):
-        blend = _select(args, ranker, pairs)
-        return _save_blend(args, index, blend)
-    data = labelled_signals(ranker, pairs, random_negatives=args.random_negatives)
-    blend = fit_blend(data, objective=args.objective, structure=args.structure, C=C)
-    blend.fitted_on["random_negatives"] = args.random_negatives
-    labelled = np.array([c in pairs[q] for q, c in zip(data.queries, data.candidates)])
-    only = data.subset(labelled)  # rerank mode: each query's labelled candidates, ordered by the blend
-    fixed = np.zeros(len(only.y))
-    learned = np.zeros(len(only.y))
-    for q, fold_blend in cross_validate_blend(data, objective=args.objective, structure=args.structure, C=C).items():
-        rows = only.queries == q
-        learned[rows] = fold_blend.decision(only.names, only.X[rows])
-        cands = np.array([index.row(c) for c in only.candidates[rows]])
-        fixed[rows] = ranker.score(ranker.features(q), cands)[2]
-    C_fitted = blend.fitted_on["C"]
-    C_text = ", ".join(f"{k} C={v:g}" for k, v in C_fitted.items()) if isinstance(C_fitted, dict) else f"C={C_fitted:g}"
-    print(f"fitted on {blend.fitted_on['pairs']} pairs of {blend.fitted_on['queries']} queries "
-          f"({args.objective}, {args.structure}, {C_text})")
-    print(f"rerank nDCG@5 on the labelled pairs: fixed weights (nothing fitted) "
-          f"{rerank_ndcg(only, fixed):.4f}, learned blend cross-validated by query "
-          f"{rerank_ndcg(only, learned):.4f}")
-    stages = {"retrieve": blend.retrieve, f"rerank (first {blend.depth})": blend.rerank} if args.structure == "cascade" else {"": blend}
-    for stage, stage_blend in stages.items():
-        if stage:
-            print(f"{stage}:")
-        for name, weight in sorted(stage_blend.coef, key=lambda x: -x[1]):
-            if weight:
-                print(f"  {name:28s} {weight:.4f}")
-    blend.fitted_on["C_setting"] = C
-    return _save_blend(args, index, blend)
-
-
-def _select(args, ranker, pairs):
-    """fit-weights --structure select|fusion: the selection of similarity.selection on all queries."""
-    from .selection import DEFAULT_DESIGNS, DESIGNS, query_signals, select_design
-
-    queries = query_signals(ranker, pairs, random_negatives=args.random_negatives)
-    designs = DEFAULT_DESIGNS if args.structure == "select" else ("fusion",)
-    selection = select_design(queries, designs)
-    if selection.scores:
-        print(f"designs scored by 4-fold cross-validation over {len(queries)} queries "
-              "(mean of rerank nDCG@5 and retrieve R@10):")
-        for name, value in sorted(selection.scores.items(), key=lambda x: -x[1]):
-            print(f"  {name:24s} {value:.4f}  ({DESIGNS[name].parameters} fitted parameters)")
-        print(f"chosen: {selection.design} (the simplest within one standard error, "
-              f"{selection.standard_error:.4f}, of the best)")
-    blend = selection.blend
-    blend.fitted_on.update({"design": selection.design, "queries": len(queries),
-                            "inner_scores": {k: round(v, 4) for k, v in selection.scores.items()}})
-    weights = getattr(blend, "weights", None)
-    if weights is not None:
-        print("fusion weights: " + ", ".join(f"{k} {v:g}" for k, v in weights))
-    return blend
+    report = fit_weights(index, pairs, settings)
+    for line in report.lines():
+        print(line)
+    return _save_blend(args, index, report.blend)
 
 
 def _save_blend(args, index, blend) -> int:
@@ -424,7 +365,7 @@ def _save_blend(args, index, blend) -> int:
         print(f"wrote {args.export}")
     if args.dry_run:
         return 0
-    index.manifest["blend"] = blend.to_dict()
+    index.manifest.blend = blend.to_dict()
     build_dir = index.save(args.index)
     print(f"saved the blend with the index: {build_dir}")
     return 0

@@ -1,7 +1,7 @@
 """Exceptions raised by related-trials, one small tree over the builtins.
 
 The CLI turns each into a one-line message and a non-zero exit; the HTTP service maps them to
-status codes in one place (``similarity.service``).
+status codes in one place (``similarity.service.app``).
 """
 
 from __future__ import annotations

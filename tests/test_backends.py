@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from similarity.backends import FaissBackend, NumpyBackend, load_backend, make_backend
+from similarity.index.backends import FaissBackend, NumpyBackend, load_backend, make_backend
 
 
 def _unit(rng, n, d):
@@ -95,7 +95,7 @@ def test_wrong_dimension_is_refused(data):
 
 
 def test_neighbour_lists_travel_with_the_backend(data, tmp_path):
-    from similarity.neighbours import NeighbourLists
+    from similarity.index.neighbours import NeighbourLists
 
     vectors, _, _, _ = data
     backend = make_backend("flat", 32)

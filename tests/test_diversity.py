@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from similarity import InvalidParameter, Ranker, build_index
-from similarity.diversity import Diversity, product_codes
+from similarity.ranking.diversity import Diversity, product_codes
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import pytest
 
 from similarity import InvalidParameter, SourceError, read_pairs
-from similarity.evaluate import RERANK_METRICS, _metrics
+from similarity.evaluation.runs import RERANK_METRICS, _metrics
 
 
 def test_metrics_match_hand_computed_values():

@@ -3,7 +3,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from similarity import StructuredFeaturizer, TextFeaturizer
-from similarity.fields import MULTI_VALUED_COLUMNS, STRUCTURED_COLUMNS, structured_table, text_table
+from similarity.features import MULTI_VALUED_COLUMNS, STRUCTURED_COLUMNS, structured_table, text_table
 
 
 @parametrize_with_checks([StructuredFeaturizer()])
@@ -101,8 +101,8 @@ def test_unknown_model_gives_a_clear_error():
 
 
 def test_brief_title_field_is_the_brief_title_else_the_official_one():
-    from similarity.fields import field_text
-    from similarity.trial import Trial
+    from similarity.features import field_text
+    from similarity.ingest import Trial
 
     both = Trial(nct_id="NCT00000001", brief_title=" Short ", official_title="A Long Official Title")
     assert field_text(both, "brief_title") == "Short"

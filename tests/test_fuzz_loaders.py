@@ -28,10 +28,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from similarity.exceptions import InvalidRecord, SourceError
-from similarity.loaders import LoadReport, iter_trials, trial_from_document
-from similarity.loaders.csv import iter_csv
-from similarity.loaders.xml import trial_from_xml
-from similarity.trial import InterventionType, Phase, Status, StudyType, Trial
+from similarity.ingest import LoadReport, iter_trials, trial_from_document
+from similarity.ingest.csv import iter_csv
+from similarity.ingest.xml import trial_from_xml
+from similarity.ingest import InterventionType, Phase, Status, StudyType, Trial
 
 # Zips with a member name twice are part of the fuzz, and zipfile warns as it writes them.
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
@@ -60,7 +60,7 @@ FUZZ = settings(
 @pytest.fixture(scope="module", autouse=True)
 def _report_case_counts(request):
     # Thousands of skipped records would each log a warning; the messages are tested elsewhere.
-    loaders_logger = logging.getLogger("similarity.loaders")
+    loaders_logger = logging.getLogger("similarity.ingest")
     level = loaders_logger.level
     loaders_logger.setLevel(logging.ERROR)
     yield

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-import similarity.loaders.sources
+import similarity.ingest.sources
 from similarity.cli import main
 from similarity.exceptions import InvalidRecord
 from similarity.index import TrialIndex
-from similarity.loaders import LoadReport, load_trials
-from similarity.loaders._common import MAX_FIELD_CHARS
+from similarity.ingest import LoadReport, load_trials
+from similarity.ingest._common import MAX_FIELD_CHARS
 
 DATA = Path(__file__).parent / "data"
 GOOD = DATA / "flat-sample.jsonl"  # 10 trials
@@ -225,7 +225,7 @@ def test_strict_load_raises_the_first_bad_record(hostile, name):
 
 
 def test_oversized_document_is_skipped_and_reading_goes_on(tmp_path, monkeypatch):
-    monkeypatch.setattr(similarity.loaders.sources, "MAX_DOCUMENT_BYTES", 2000)
+    monkeypatch.setattr(similarity.ingest.sources, "MAX_DOCUMENT_BYTES", 2000)
     path = tmp_path / "big.jsonl"
     good_lines = GOOD.read_bytes().splitlines()
     small = [line for line in good_lines if len(line) < 2000]
@@ -244,7 +244,7 @@ def test_oversized_document_is_skipped_and_reading_goes_on(tmp_path, monkeypatch
 def test_duplicates_across_sources_warn_and_the_last_wins(caplog):
     xml, api = DATA / "xml" / "NCT00000102.xml", DATA / "apiv2-study.json"
     report = LoadReport()
-    with caplog.at_level(logging.WARNING, logger="similarity.loaders"):
+    with caplog.at_level(logging.WARNING, logger="similarity.ingest"):
         (trial,) = load_trials([xml, api], report=report)
     assert trial.source == str(api)
     assert report.duplicates == ["NCT00000102"]
@@ -326,7 +326,7 @@ def test_build_of_nothing_but_bad_records_says_how_many_and_why(capsys, built, h
 
 @pytest.mark.parametrize("nct_id", ["NCT00000102\n", "NCT0000010\u0662", "NCT00000102 x", "nct00000102"])
 def test_nct_id_pattern_is_exact(nct_id):
-    from similarity.trial import NCT_ID_PATTERN, Trial
+    from similarity.ingest import NCT_ID_PATTERN, Trial
 
     assert not NCT_ID_PATTERN.match(nct_id)
     with pytest.raises(ValueError, match="NCT followed by 8 digits"):

@@ -1,19 +1,23 @@
 import copy
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from similarity import IndexConfig, IndexMismatch, IndexNotFound, TrialIndex, TrialNotFound, build_index
+from similarity import IndexConfig, IndexMismatch, IndexNotFound, TrialIndex, TrialNotFound, build_index, update_index
+from similarity.index import SCHEMA_VERSION, Manifest
+from similarity.index.manifest import package_versions
 
 
 def test_manifest_describes_the_build(index, sample_trials):
     m = index.manifest
-    assert m["model"] == "all-MiniLM-L6-v2" and m["dim"] == 384
-    assert m["count"] == len(sample_trials) == len(index)
-    assert m["text_fields"] == ["brief_title", "conditions", "interventions", "summary", "text"]
-    assert {"faiss", "numpy", "scikit-learn", "sentence-transformers", "torch"} <= set(m["versions"])
-    assert len(m["fingerprint"]) == 64 and m["built_at"]
+    assert m.model == "all-MiniLM-L6-v2" and m.dim == 384
+    assert m.count == len(sample_trials) == len(index)
+    assert m.text_fields == ("brief_title", "conditions", "interventions", "summary", "text")
+    assert {"faiss", "numpy", "scikit-learn", "sentence-transformers", "torch"} <= set(m.versions)
+    assert len(m.fingerprint) == 64 and m.built_at
+    assert m.schema_version == SCHEMA_VERSION and m.blend is None
 
 
 def test_loaded_index_holds_the_same_trials(index, sample_trials):
@@ -88,3 +92,73 @@ def test_numpy_backend_gives_the_same_lists_as_faiss(sample_trials, index, ranke
         a = [r.nct_id for r in ranker.related(trial.nct_id, 5)]
         b = [r.nct_id for r in oracle.related(trial.nct_id, 5)]
         assert a == b
+
+
+def _schema_1(manifest: Manifest) -> dict:
+    """The untyped manifest dict that builds wrote before the Manifest class (schema 1)."""
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(manifest.config).items()}
+    del config["term_fields"]  # older still: builds before term_fields
+    return {
+        "format_version": 1,
+        "config": config,
+        "model": manifest.model,
+        "dim": manifest.dim,
+        "normalized": True,
+        "text_fields": list(manifest.text_fields),
+        "structured_columns": list(manifest.structured_columns),
+        "backend": manifest.backend,
+        "count": manifest.count,
+        "fingerprint": manifest.fingerprint,
+        "built_at": "2026-01-01T00:00:00+00:00",
+        "build_seconds": 1.5,
+        "versions": {"numpy": "1.0"},
+        "neighbours": 0,
+        "blend": {"method": "rrf", "k": 60},
+    }
+
+
+def test_a_schema_1_manifest_is_read_and_written_back_as_the_current_schema(index_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(index_dir, copy)
+    build = copy / "builds" / (copy / "CURRENT").read_text()
+    old = _schema_1(Manifest.read(build / "manifest.json"))
+    (build / "manifest.json").write_text(json.dumps(old))
+    loaded = TrialIndex.load(copy)
+    m = loaded.manifest
+    assert m.schema_version == SCHEMA_VERSION and m.count == old["count"] and m.fingerprint == old["fingerprint"]
+    assert m.config.term_fields == () and m.config.text_fields == tuple(old["text_fields"])
+    assert m.blend == {"method": "rrf", "k": 60} and m.versions == {"numpy": "1.0"}
+    assert m.built_at == old["built_at"] and m.build_seconds == 1.5
+    saved = json.loads((loaded.save(copy) / "manifest.json").read_text())
+    assert saved["schema_version"] == SCHEMA_VERSION and saved["blend"] == old["blend"]
+    assert Manifest.from_dict(saved) == m
+
+
+@pytest.mark.parametrize("damage", [{"count": "many"}, {"config": None}, {"dim": None}, {"fingerprint": None}])
+def test_a_malformed_manifest_is_a_one_line_mismatch(index_dir, tmp_path, damage):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(index_dir, copy)
+    build = copy / "builds" / (copy / "CURRENT").read_text()
+    data = json.loads((build / "manifest.json").read_text())
+    for key, value in damage.items():
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+    (build / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(IndexMismatch, match="malformed manifest"):
+        TrialIndex.load(copy)
+
+
+def test_update_refreshes_the_manifest_but_keeps_the_blend(index, sample_trials):
+    stale = copy.copy(index)
+    stale.manifest = dataclasses.replace(index.manifest, versions={"numpy": "1.0"}, blend={"method": "rrf", "k": 60})
+    updated, _ = update_index(stale, remove=[sample_trials[0].nct_id])
+    m = updated.manifest
+    assert m.versions == package_versions() and m.updated_from == index.fingerprint
+    assert m.blend == {"method": "rrf", "k": 60} and m.count == len(index) - 1
+    assert m.update["removed"] == 1 and m.fingerprint != index.fingerprint

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from similarity import IndexConfig, Ranker, build_index
-from similarity.backends import NumpyBackend
-from similarity.neighbours import NeighbourLists, clustered_knn, exact_knn
+from similarity.index.backends import NumpyBackend
+from similarity.index.neighbours import NeighbourLists, clustered_knn, exact_knn
 
 
 def _clustered_unit(rng, n, d, centres=40, noise=0.3):
@@ -52,7 +52,7 @@ def test_rows_drop_padding_and_refuse_more_than_stored():
 @pytest.mark.slow
 def test_precomputed_related_lists_equal_the_search_path(sample_trials, tmp_path):
     index = build_index(sample_trials, IndexConfig(neighbours=30), cache_dir=str(tmp_path))
-    assert index.backend.neighbours.k == 30 and index.manifest["neighbours"] == 30
+    assert index.backend.neighbours.k == 30 and index.manifest.neighbours == 30
     fast = Ranker(index, n_candidates=20)
     slow = Ranker(index, n_candidates=20)
     slow_index_backend = index.backend.neighbours

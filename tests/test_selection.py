@@ -8,19 +8,18 @@ import numpy as np
 import pytest
 
 from similarity import InvalidParameter, TrialIndex
-from similarity.blend import FusionBlend, blend_from_dict, default_blend
+from similarity.ranking import FusionBlend, blend_from_dict, default_blend
 from similarity.cli import main
-from similarity.evaluate import EvaluationResult, bootstrap_interval
-from similarity.selection import (
+from similarity.evaluation import EvaluationResult, bootstrap_interval, nested_cross_validation
+from similarity.ranking.selection import (
     DESIGNS,
     Design,
-    nested_cross_validation,
     query_signals,
     rerank_ndcg5,
     retrieve_recall10,
     select_design,
 )
-from similarity.signals import Signals
+from similarity.ranking import Signals
 
 from test_tuning import mesh_pairs
 
@@ -86,7 +85,7 @@ def test_a_malformed_saved_fusion_is_a_clear_error(saved):
 
 
 def test_the_text_field_is_the_dense_baselines_text(sample_trials):
-    from similarity.fields import TextField, concatenated_text, field_text
+    from similarity.features import TextField, concatenated_text, field_text
 
     for trial in sample_trials[:10]:
         assert field_text(trial, TextField.TEXT) == concatenated_text(trial)
@@ -94,7 +93,7 @@ def test_the_text_field_is_the_dense_baselines_text(sample_trials):
 
 @pytest.mark.slow
 def test_rrf_baseline_fuses_the_ranks_of_bm25_and_dense(index, tmp_path):
-    from similarity.baselines import make_baseline
+    from similarity.evaluation import make_baseline
 
     rows = np.arange(1, len(index))
     bm25 = make_baseline("bm25").fit(index)
@@ -115,7 +114,7 @@ def test_the_shipped_default_is_the_fusion_for_any_layout():
 
 
 def test_new_indexes_rank_with_the_fusion(index, ranker):
-    assert index.manifest["blend"]["method"] == "fusion"
+    assert index.manifest.blend is None  # nothing fitted: the package's default blend
     assert isinstance(ranker.blend, FusionBlend)
     assert "field:text" in ranker.signals.names and "lexical_cosine" in ranker.signals.names
 

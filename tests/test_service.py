@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from similarity import Filters, IndexNotFound, InvalidParameter
-from similarity.service import MAX_K, create_app
+from similarity.service import create_app
+from similarity.service.schemas import MAX_K
 
 pytestmark = pytest.mark.slow
 
@@ -167,11 +168,11 @@ def test_health_reports_the_index(client, index):
     assert response.json() == {
         "status": "ok",
         "index": {
-            "model": index.manifest["model"],
+            "model": index.manifest.model,
             "count": len(index),
-            "built_at": index.manifest["built_at"],
+            "built_at": index.manifest.built_at,
             "fingerprint": index.fingerprint,
-            "backend": index.manifest["backend"],
+            "backend": index.manifest.backend,
             "build": index.path.name,
         },
         "reloads": 0,

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from similarity import IndexMismatch, Ranker, TrialIndex
-from similarity.rank import Filters
-from similarity.store import RowLookup, TrialStore, column_mask, trial_columns
-from similarity.trial import InterventionType, Phase, Status, StudyType
+from similarity.ranking import Filters
+from similarity.index.store import RowLookup, TrialStore, column_mask, trial_columns
+from similarity.ingest import InterventionType, Phase, Status, StudyType
 
 
 def test_loaded_index_reads_records_on_demand(index, sample_trials):

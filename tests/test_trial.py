@@ -1,7 +1,7 @@
 import pytest
 
 from similarity import InterventionType, InvalidParameter, Phase, Status, StudyType, Trial
-from similarity.trial import format_phases, parse_phases
+from similarity.ingest import format_phases, parse_phases
 
 
 @pytest.mark.parametrize(

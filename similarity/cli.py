@@ -36,6 +36,14 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study-type", action="append", metavar="T", help="keep trials of this study type")
 
 
+def _add_loading(parser: argparse.ArgumentParser) -> None:
+    """The options of the commands that read records and embed them (build, update)."""
+    parser.add_argument("--cache-dir", default=None, help="embedding cache directory (default DIR/cache)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    parser.add_argument("--strict", action="store_true", help="stop at the first bad record, leaving the index untouched")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
 def _add_diversity(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--diversity", choices=["off", "space", "collapse"], default=DEFAULT_DIVERSITY,
                         help=f"near-duplicate trials: spaced out, collapsed, or left as ranked (default {DEFAULT_DIVERSITY})")
@@ -68,19 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--max-chunks", type=int, default=None, help="chunks embedded per long field (default 1)")
     build.add_argument("--backend", choices=["auto", "numpy", "flat", "hnsw", "ivf", "ivf-sq8"], default="auto",
                        help="vector backend (default auto: exact up to 200,000 trials, IVF-SQ8 above)")
-    build.add_argument("--cache-dir", default=None, help="embedding cache directory (default DIR/cache)")
-    build.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
-    build.add_argument("--strict", action="store_true", help="stop at the first bad record, leaving the index untouched")
-    build.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_loading(build)
 
     update = sub.add_parser("update", help="add new and changed trials to an index, remove others (no full rebuild)")
     update.add_argument("sources", nargs="*", metavar="SOURCE", help="new or changed records (any format build reads)")
     update.add_argument("--index", required=True, metavar="DIR", help="index directory (the update is swapped in atomically)")
     update.add_argument("--remove", nargs="+", default=[], metavar="NCT_ID", help="NCT IDs to remove")
-    update.add_argument("--cache-dir", default=None, help="embedding cache directory (default DIR/cache)")
-    update.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
-    update.add_argument("--strict", action="store_true", help="stop at the first bad record, leaving the index untouched")
-    update.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_loading(update)
 
     related = sub.add_parser("related", help="print the trials most related to one trial")
     related.add_argument("nct_id", nargs="?", metavar="NCT_ID", help="an NCT ID in the index")
@@ -119,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--random-negatives", type=int, default=30, metavar="N",
                      help="random index trials added per query as unrelated (default 30; 0: labelled pairs only)")
     fit.add_argument("--dry-run", action="store_true", help="print the weights and figures, do not save")
-    fit.add_argument("--export", metavar="FILE", help="also write the blend as JSON (similarity/default_blend.json ships it)")
+    fit.add_argument("--export", metavar="FILE", help="also write the blend as JSON (similarity/ranking/default_blend.json ships it)")
 
     serve = sub.add_parser("serve", help="serve the HTTP JSON API and the embeddable widget")
     serve.add_argument("--index", required=True, metavar="DIR")

@@ -49,7 +49,7 @@ import os, sys, time
 marks = open(os.environ["CRASH_MARKS"], "a", buffering=1)
 def mark(name):
     marks.write(f"{time.monotonic():.3f} {name}\n")
-import similarity.index.trial_index as index, similarity.ingest as loaders
+import similarity.index as index, similarity.ingest as loaders
 from similarity.cli import main
 mark("imports done")
 def hook(module, name, phase):
@@ -80,7 +80,7 @@ sys.exit(code)
 SAVE_KILLER = r"""
 import os, signal, sys, tempfile
 import numpy as np
-from similarity.index.trial_index import TrialIndex
+from similarity.index import TrialIndex
 source, target, point = sys.argv[1:]
 def die():
     os.kill(os.getpid(), signal.SIGKILL)

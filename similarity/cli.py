@@ -34,6 +34,14 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phase", action="append", metavar="P", help="keep trials in this phase (repeatable)")
     parser.add_argument("--intervention-type", action="append", metavar="T", help="keep trials with this intervention type")
     parser.add_argument("--study-type", action="append", metavar="T", help="keep trials of this study type")
+    parser.add_argument("--country", action="append", metavar="NAME",
+                        help="keep trials located in this country, as the registry spells it (repeatable)")
+    parser.add_argument("--recruiting-only", action="store_true",
+                        help="keep recruiting, not yet recruiting and enrolling-by-invitation trials")
+    parser.add_argument("--age", metavar="YEARS", help="keep trials whose eligible ages hold this age")
+    parser.add_argument("--sex", choices=["female", "male"], help="keep trials that admit this sex")
+    parser.add_argument("--start-after", metavar="DATE", help="keep trials that started on or after DATE (YYYY[-MM[-DD]])")
+    parser.add_argument("--start-before", metavar="DATE", help="keep trials that started on or before DATE")
 
 
 def _add_loading(parser: argparse.ArgumentParser) -> None:
@@ -232,7 +240,9 @@ def _filters(args):
     from .ranking import Filters
 
     return Filters.parse(
-        status=args.status, phase=args.phase, intervention_type=args.intervention_type, study_type=args.study_type
+        status=args.status, phase=args.phase, intervention_type=args.intervention_type, study_type=args.study_type,
+        country=args.country, recruiting_only=args.recruiting_only, age=args.age, sex=args.sex,
+        start_after=args.start_after, start_before=args.start_before,
     )
 
 

@@ -326,3 +326,22 @@ def test_missing_index_fails_at_start_up(tmp_path):
 def test_body_limit_must_be_positive(index_dir):
     with pytest.raises(InvalidParameter):
         create_app(index_dir, max_body_bytes=0)
+
+
+def test_registry_filters_as_query_parameters(client, ranker, page_study):
+    params = {"country": ["UNITED STATES"], "recruiting_only": "false", "age": 30, "sex": "female",
+              "start_after": "1990-01", "k": 10}
+    f = Filters.parse(country=["united states"], age=30, sex="female", start_after="1990-01")
+    got = client.get(f"/trials/{SEED}/related", params=params)
+    assert got.status_code == 200
+    assert [r["nct_id"] for r in got.json()["related"]] == [r.nct_id for r in ranker.related(SEED, 10, filters=f)]
+    posted = client.post("/related", params=params, json=page_study)
+    assert posted.status_code == 200
+    assert all(f.matches(ranker.index.trial(r["nct_id"])) for r in posted.json()["related"])
+    for bad in ({"age": -1}, {"age": "old"}, {"sex": "other"}, {"start_after": "2014/01/01"},
+                {"start_after": "0000"}, {"start_before": "2014-13"}, {"start_after": "2014-02-30"}):
+        response = client.get(f"/trials/{SEED}/related", params=bad)
+        assert response.status_code == 422 and response.json()["detail"], bad
+    schema = client.get("/openapi.json").json()
+    names = {p["name"] for p in schema["paths"]["/trials/{nct_id}/related"]["get"]["parameters"]}
+    assert {"country", "recruiting_only", "age", "sex", "start_after", "start_before"} <= names

@@ -276,3 +276,26 @@ def test_one_tag_embed_on_another_site(page, base_url, host_site, api):
     page.goto(f"{origin}/embed.html")  # the API base comes from the script's URL; CORS lets it in
     wait_for_ids(page, api_ids(api, SEED, k=3), "related-trials")
     assert page.get_by_role("heading", name="More Related Trials").is_visible()
+
+
+def test_registry_filter_attributes_reach_the_api(page, base_url, api):
+    open_demo(page, base_url)
+    params = {"country": ["united states"], "recruiting_only": "true", "age": "40", "sex": "female",
+              "start_after": "1990"}
+    expected = api_ids(api, SEED, k=DEMO_K, **params)
+    unfiltered = api_ids(api, SEED, k=DEMO_K)
+    with page.expect_response(lambda r: "/related" in r.url and "recruiting_only=true" in r.url) as answer:
+        page.eval_on_selector(
+            "related-trials#related",
+            """host => { host.setAttribute('country', 'united states | Narnia'); host.setAttribute('age', '40');
+                         host.setAttribute('sex', 'female'); host.setAttribute('start-after', '1990');
+                         host.setAttribute('recruiting-only', ''); }""",
+        )
+    url = answer.value.url
+    assert "country=united+states" in url and "country=Narnia" in url and "age=40" in url
+    assert "sex=female" in url and "start_after=1990" in url
+    if expected:
+        wait_for_ids(page, expected)
+    else:
+        page.wait_for_selector("related-trials#related[state=empty]")
+    assert expected != unfiltered

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..exceptions import IndexMismatch
-from ..ingest.trial import InterventionType, Phase, Status, StudyType, Trial
+from ..ingest.trial import InterventionType, Phase, Status, StudyType, Trial, age_in_years, date_ordinal
 
 __all__ = ["TrialStore", "RowLookup", "read_records", "trial_columns", "phase_ordinal", "CACHE_SIZE"]
 
@@ -33,6 +33,16 @@ STATUSES = tuple(Status)
 STUDY_TYPES = tuple(StudyType)
 PHASES = tuple(Phase)
 INTERVENTION_TYPES = tuple(InterventionType)
+SEXES = ("ALL", "FEMALE", "MALE")
+
+COLUMNS = ("nct_id", "status", "study_type", "phases", "intervention_types", "phase_ordinal", "sponsor",
+           "sponsor_names", "min_age", "max_age", "sex", "start", "country_ptr", "country_codes", "country_names")
+"""The compact columns of a build (a build saved before some of them is read once to add them)."""
+
+
+def country_key(name: str) -> str:
+    """How country names compare: case and spacing ignored (``"korea,  republic of"`` = ``"Korea, Republic of"``)."""
+    return " ".join(str(name).split()).casefold()
 
 
 def phase_ordinal(trial: Trial) -> float:
@@ -55,12 +65,25 @@ def trial_columns(trials: Sequence[Trial] | Iterator[Trial]) -> dict[str, np.nda
     """Compact per-row attributes of ``trials`` (a few dozen bytes per trial).
 
     ``nct_id`` (bytes), ``status`` and ``study_type`` (codes into the enums, -1 unknown),
-    ``phases`` and ``intervention_types`` (bit sets over the enums), ``phase_ordinal`` (float32)
-    and ``sponsor`` (codes into ``sponsor_names``, -1 unknown).
+    ``phases`` and ``intervention_types`` (bit sets over the enums), ``phase_ordinal`` (float32),
+    ``sponsor`` (codes into ``sponsor_names``, -1 unknown), ``min_age`` and ``max_age`` (years,
+    float32, NaN = no limit stated), ``sex`` (code into :data:`SEXES`, -1 unknown), ``start``
+    (start date as a day ordinal, -1 unknown) and the location countries of row ``i`` as
+    ``country_codes[country_ptr[i]:country_ptr[i + 1]]``, codes into ``country_names``.
     """
     ids, status, study, phases, itypes, ordinal, sponsor = [], [], [], [], [], [], []
+    min_age, max_age, sex, start, country_ptr, country_codes = [], [], [], [], [0], []
     sponsors: dict[str, int] = {}
+    countries: dict[str, int] = {}
     for t in trials:
+        low, high = age_in_years(t.minimum_age), age_in_years(t.maximum_age)
+        min_age.append(np.nan if low is None else low)
+        max_age.append(np.nan if high is None else high)
+        sex.append(SEXES.index(t.gender) if t.gender in SEXES else -1)
+        day = date_ordinal(t.start_date) if t.start_date else None
+        start.append(-1 if day is None else day)
+        country_codes.extend(countries.setdefault(c, len(countries)) for c in dict.fromkeys(t.countries or ()))
+        country_ptr.append(len(country_codes))
         ids.append(t.nct_id)
         status.append(_code(t.overall_status, STATUSES))
         study.append(_code(t.study_type, STUDY_TYPES))
@@ -77,12 +100,20 @@ def trial_columns(trials: Sequence[Trial] | Iterator[Trial]) -> dict[str, np.nda
         "phase_ordinal": np.array(ordinal, dtype=np.float32),
         "sponsor": np.array(sponsor, dtype=np.int32),
         "sponsor_names": np.array(list(sponsors), dtype=np.str_) if sponsors else np.zeros(0, dtype="U1"),
+        "min_age": np.array(min_age, dtype=np.float32),
+        "max_age": np.array(max_age, dtype=np.float32),
+        "sex": np.array(sex, dtype=np.int8),
+        "start": np.array(start, dtype=np.int32),
+        "country_ptr": np.array(country_ptr, dtype=np.int64),
+        "country_codes": np.array(country_codes, dtype=np.int32),
+        "country_names": np.array(list(countries), dtype=np.str_) if countries else np.zeros(0, dtype="U1"),
     }
 
 
 def column_mask(columns: Mapping[str, np.ndarray], name: str, value) -> np.ndarray:
     """Rows whose attribute ``name`` (``status``, ``study_type``, ``phase``, ``intervention_type``)
-    holds ``value``, from the compact columns."""
+    holds ``value``, from the compact columns; ``country``: rows located in any of the countries
+    whose :func:`country_key` is in ``value``."""
     if name == "status":
         return columns["status"] == STATUSES.index(value)
     if name == "study_type":
@@ -91,6 +122,14 @@ def column_mask(columns: Mapping[str, np.ndarray], name: str, value) -> np.ndarr
         return (columns["phases"] & np.uint32(1 << PHASES.index(value))) != 0
     if name == "intervention_type":
         return (columns["intervention_types"] & np.uint32(1 << INTERVENTION_TYPES.index(value))) != 0
+    if name == "country":
+        names = columns["country_names"]
+        wanted = np.array([country_key(n) in set(value) for n in names], dtype=bool)
+        ptr, codes = columns["country_ptr"], columns["country_codes"]
+        rows = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+        mask = np.zeros(len(ptr) - 1, dtype=bool)
+        mask[rows[wanted[codes]]] = True
+        return mask
     raise KeyError(name)
 
 

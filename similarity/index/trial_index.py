@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import pickle
 import shutil
@@ -31,9 +32,11 @@ from ._files import current_name, exclusive_lock, fsync_dir, load_csr, remove_le
 from .backends import VectorBackend, load_backend
 from .config import IndexConfig
 from .manifest import Manifest
-from .store import RowLookup, TrialStore, read_records, trial_columns
+from .store import COLUMNS, RowLookup, TrialStore, read_records, trial_columns
 
 __all__ = ["TrialIndex"]
+
+logger = logging.getLogger(__name__)
 
 
 class TrialIndex:
@@ -240,6 +243,9 @@ class TrialIndex:
             with np.load(build / "columns.npz") as saved_columns:
                 columns = {k: saved_columns[k] for k in saved_columns.files}
         except FileNotFoundError:  # builds older than the columns: read every record once
+            columns = trial_columns(iter(trials))
+        if not set(COLUMNS) <= set(columns):  # builds older than some columns (e.g. the eligibility filters)
+            logger.info("%s: adding the compact columns it lacks (one pass over the records)", build)
             columns = trial_columns(iter(trials))
         encoders = joblib.load(build / "encoders.joblib")
         norms = build / "lexical_norms.npy"  # builds before the lexical cosine compute them on first use

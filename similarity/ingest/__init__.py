@@ -12,7 +12,19 @@ registry's CSV export (:mod:`.csv`) and flat records such as ``Trial.to_dict()``
 """
 
 from .sources import LoadReport, iter_trials, load_trials, trial_from_document
-from .trial import NCT_ID_PATTERN, Intervention, InterventionType, Phase, Status, StudyType, Trial, format_phases, parse_phases
+from .trial import (
+    NCT_ID_PATTERN,
+    Intervention,
+    InterventionType,
+    Phase,
+    Status,
+    StudyType,
+    Trial,
+    age_in_years,
+    date_ordinal,
+    format_phases,
+    parse_phases,
+)
 
 __all__ = [
     "Intervention",
@@ -23,6 +35,8 @@ __all__ = [
     "Status",
     "StudyType",
     "Trial",
+    "age_in_years",
+    "date_ordinal",
     "format_phases",
     "iter_trials",
     "load_trials",

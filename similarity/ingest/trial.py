@@ -9,6 +9,7 @@ values and accept the legacy ones (``Active, not recruiting``, ``Phase 1/Phase 2
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import re
 from enum import Enum
 from typing import Any, Iterable
@@ -25,9 +26,37 @@ __all__ = [
     "parse_phases",
     "format_phases",
     "NCT_ID_PATTERN",
+    "age_in_years",
+    "date_ordinal",
 ]
 
-NCT_ID_PATTERN = re.compile(r"^NCT[0-9]{8}\Z")  # \d takes any Unicode digit; $ a trailing newline
+NCT_ID_PATTERN = re.compile(r"^NCT[0-9]{8}\Z")
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(year|month|week|day|hour|minute)s?\s*$", re.IGNORECASE)
+_AGE_UNIT_YEARS = {"year": 1.0, "month": 1 / 12, "week": 7 / 365.25, "day": 1 / 365.25, "hour": 1 / 8766,
+                   "minute": 1 / 525960}
+_ISO_DAY = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+
+
+def age_in_years(age: str | None) -> float | None:
+    """A registry age (``"18 Years"``, ``"6 Months"``, ``"2 Weeks"``) in years; None if absent or unreadable."""
+    match = _AGE.match(age) if age else None
+    if not match:
+        return None
+    return float(match.group(1)) * _AGE_UNIT_YEARS[match.group(2).lower()]
+
+
+def date_ordinal(date: str | None) -> int | None:
+    """An ISO date ``YYYY-MM-DD`` (or ``YYYY-MM``, ``YYYY``: the first day) as a day ordinal;
+    None if absent or not such a date."""
+    match = _ISO_DAY.match(date.strip()) if date else None
+    if not match:
+        return None
+    year, month, day = int(match.group(1)), int(match.group(2) or 1), int(match.group(3) or 1)
+    try:
+        return _dt.date(year, month, day).toordinal()
+    except ValueError:
+        return None  # \d takes any Unicode digit; $ a trailing newline
 
 
 def _key(value: str) -> str:

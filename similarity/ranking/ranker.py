@@ -143,13 +143,8 @@ class Ranker:
     # -------------------------------------------------------------- related lists
     def allowed_rows(self, filters: Filters | None) -> np.ndarray | None:
         """Rows matching ``filters`` (``None`` when there is no filter)."""
-        if not filters:
-            return None
-        keep = np.ones(len(self.index), dtype=bool)
-        for name, values in dataclasses.asdict(filters).items():
-            if values:
-                keep &= np.logical_or.reduce([self._mask(name, v) for v in values])
-        return np.flatnonzero(keep)
+        keep = filters.mask(self.index.columns, self._mask) if filters else None
+        return None if keep is None else np.flatnonzero(keep)
 
     def _mask(self, name: str, value) -> np.ndarray:
         key = (name, value.value)

@@ -40,21 +40,18 @@ from ..exceptions import InvalidParameter
 from ..index import TrialIndex
 from ..ingest import Trial, trial_from_document
 from ..ingest.document_schema import DOCUMENT_SCHEMA
-from ..ranking import Filters, Ranker
+from ..ranking import Ranker
 from .errors import install_error_handlers, read_json
 from .hotswap import ServedIndex
 from .schemas import (
     BEARER,
     ErrorOut,
+    FilterQuery,
     Health,
-    InterventionTypeFilter,
     KParam,
     NctId,
-    PhaseFilter,
     RelatedList,
     ReloadOut,
-    StatusFilter,
-    StudyTypeFilter,
     TrialOut,
 )
 from .widget import CACHE_CONTROL, REGISTRY_URL, add_widget_routes, normalise_id
@@ -193,15 +190,12 @@ def create_app(
 
     @app.get("/trials/{nct_id}/related", response_model=RelatedList, responses={**_NOT_MODIFIED, **_ERRORS})
     def related(
-        nct_id: NctId, request: Request, response: Response, k: KParam = 5,
-        status: StatusFilter = None, phase: PhaseFilter = None,
-        intervention_type: InterventionTypeFilter = None, study_type: StudyTypeFilter = None,
+        nct_id: NctId, request: Request, response: Response, filters: FilterQuery, k: KParam = 5,
     ):
         """The ``k`` indexed trials most related to indexed trial ``nct_id``."""
         ranker = ranker_of(request)
         nct_id = normalise_id(nct_id)
         ranker.index.row(nct_id)  # 404 for an unknown trial before any other work
-        filters = Filters.parse(status=status, phase=phase, intervention_type=intervention_type, study_type=study_type)
         etag = _etag(ranker.index, request)
         if cached := _not_modified(request, etag):
             return cached
@@ -217,12 +211,9 @@ def create_app(
                                        "content": {"application/json": {"schema": DOCUMENT_SCHEMA}}}},
     )
     async def related_to_document(
-        request: Request, k: KParam = 5,
-        status: StatusFilter = None, phase: PhaseFilter = None,
-        intervention_type: InterventionTypeFilter = None, study_type: StudyTypeFilter = None,
+        request: Request, filters: FilterQuery, k: KParam = 5,
     ):
         """The ``k`` indexed trials most related to the trial document in the body."""
-        filters = Filters.parse(status=status, phase=phase, intervention_type=intervention_type, study_type=study_type)
         doc = await read_json(request, max_body_bytes)
         trial = trial_from_document(doc, source="request body")
         items = await run_in_threadpool(ranker_of(request).related_to_trial, trial, k, filters=filters)

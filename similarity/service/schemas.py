@@ -6,16 +6,18 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 
 from fastapi import Path as PathParam
-from fastapi import Query
+from fastapi import Depends, Query
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from ..ingest import InterventionType, Phase, Status, StudyType
+from ..ranking import Filters
+from ..ranking.filters import MAX_AGE
 
 __all__ = [
     "BEARER", "ErrorOut", "Health", "IndexInfo", "InterventionOut", "KParam", "MAX_FILTER_VALUES", "MAX_ID_CHARS",
     "MAX_K", "NctId", "Relation", "RelatedItem", "RelatedList", "ReloadOut", "TrialOut", "Why",
-    "StatusFilter", "PhaseFilter", "InterventionTypeFilter", "StudyTypeFilter",
+    "StatusFilter", "PhaseFilter", "InterventionTypeFilter", "StudyTypeFilter", "FilterQuery", "filter_query",
 ]
 
 MAX_K = 100
@@ -130,3 +132,33 @@ def _filter(values: type[Enum]) -> Any:
 
 StatusFilter, PhaseFilter = _filter(Status), _filter(Phase)
 InterventionTypeFilter, StudyTypeFilter = _filter(InterventionType), _filter(StudyType)
+CountryFilter = Annotated[list[Annotated[str, Query(min_length=1, max_length=100)]] | None, Query(
+    max_length=MAX_FILTER_VALUES,
+    description="location country as the registry spells it ('United States', 'Korea, Republic of'), "
+                f"case-insensitive; repeat for any of several (at most {MAX_FILTER_VALUES})",
+)]  # fmt: skip
+_DATE = Annotated[str | None, Query(description="YYYY-MM-DD, YYYY-MM or YYYY (inclusive)"), WithJsonSchema(
+    {"anyOf": [{"type": "string", "format": "date"},
+               {"type": "string", "pattern": "^(?!0000)[0-9]{4}(-(0[1-9]|1[0-2]))?$"}]})]
+
+
+def filter_query(
+    status: StatusFilter = None,
+    phase: PhaseFilter = None,
+    intervention_type: InterventionTypeFilter = None,
+    study_type: StudyTypeFilter = None,
+    country: CountryFilter = None,
+    recruiting_only: Annotated[bool, Query(description="only trials still open: recruiting, not yet "
+                                                       "recruiting, enrolling by invitation")] = False,
+    age: Annotated[float | None, Query(ge=0, le=MAX_AGE, description="years; trials whose eligible ages hold it")] = None,
+    sex: Annotated[Literal["female", "male"] | None, Query(description="trials that admit this sex")] = None,
+    start_after: _DATE = None,
+    start_before: _DATE = None,
+) -> Filters:
+    """The registry filters of a related-list request (query parameters), parsed once."""
+    return Filters.parse(status=status, phase=phase, intervention_type=intervention_type, study_type=study_type,
+                         country=country, recruiting_only=recruiting_only, age=age, sex=sex,
+                         start_after=start_after, start_before=start_before)
+
+
+FilterQuery = Annotated[Filters, Depends(filter_query)]

@@ -9,6 +9,11 @@
  *   k                  how many trials (1-100, default 5)
  *   status, phase, intervention-type, study-type
  *                      filters; several values separated by commas or spaces
+ *   country            location countries as the registry spells them, several separated by "|"
+ *   recruiting-only    (boolean) only trials still open to patients
+ *   age, sex           an age in years the trial admits; "female" or "male"
+ *   start-after, start-before
+ *                      start-date range, YYYY-MM-DD (or YYYY-MM, YYYY)
  *   api                base URL of the related-trials service (default: where this script came from)
  *   heading            heading text (default "More Related Trials"; heading="" for none)
  *
@@ -28,6 +33,7 @@
   })();
   var REGISTRY = "https://clinicaltrials.gov/study/";
   var FILTERS = ["status", "phase", "intervention-type", "study-type"];
+  var SINGLE_FILTERS = ["age", "sex", "start-after", "start-before"];
 
   var STYLE = [
     ":host { display: block; font-family: var(--rt-font, system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif);",
@@ -83,7 +89,7 @@
 
   class RelatedTrials extends HTMLElement {
     static get observedAttributes() {
-      return ["nct-id", "k", "api", "heading"].concat(FILTERS);
+      return ["nct-id", "k", "api", "heading", "country", "recruiting-only"].concat(FILTERS, SINGLE_FILTERS);
     }
 
     constructor() {
@@ -122,6 +128,15 @@
         (this.getAttribute(name) || "").split(/[\s,]+/).filter(Boolean).forEach(function (value) {
           url.searchParams.append(name.replace("-", "_"), value);
         });
+      });
+      (this.getAttribute("country") || "").split("|").map(function (c) { return c.trim(); }).filter(Boolean)
+        .forEach(function (country) { url.searchParams.append("country", country); });
+      if (this.hasAttribute("recruiting-only") && this.getAttribute("recruiting-only") !== "false") {
+        url.searchParams.set("recruiting_only", "true");
+      }
+      SINGLE_FILTERS.forEach((name) => {
+        var value = (this.getAttribute(name) || "").trim();
+        if (value) url.searchParams.set(name.replace("-", "_"), value);
       });
       return url;
     }

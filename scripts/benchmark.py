@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 log = logging.getLogger("benchmark")
 
 
@@ -80,8 +79,7 @@ def bench_build(trials, workdir: Path, configs: dict, rounds: int) -> dict:
     then rebuilt over the whole corpus from its (now warm) cache and saved.
     """
     from similarity import build_index
-    from similarity.features import load_sentence_model
-    from similarity.features import concatenated_text
+    from similarity.features import concatenated_text, load_sentence_model
 
     out = {"trials": len(trials), "rounds": rounds, "load_before": _load(), "naive_s": 0.0}
     default = configs["default"]
@@ -118,8 +116,7 @@ def bench_build(trials, workdir: Path, configs: dict, rounds: int) -> dict:
 
 def bench_tokens(trials, configs: dict) -> dict:
     """Tokens each side feeds the model (distinct strings only, cut at the model's window): the cost model."""
-    from similarity.features.text import _terms, load_sentence_model
-    from similarity.features import concatenated_text, text_table
+    from similarity.features import concatenated_text, load_sentence_model, text_table
 
     model = load_sentence_model(configs["default"].model)
     window = model.max_seq_length
@@ -136,11 +133,17 @@ def bench_tokens(trials, configs: dict) -> dict:
             strings = set()
             for cell in table[:, j]:
                 if cell:
-                    strings.update(_terms(cell, "; ") if field in config.term_fields else [cell])
+                    strings.update(_terms(cell) if field in config.term_fields else [cell])
             per_field[field] = count(strings - distinct)
             distinct |= strings
         out[name] = {"texts": len(distinct), "tokens": sum(per_field.values()), "per_field": per_field}
     return out
+
+
+def _terms(cell: str, separator: str = "; ") -> list[str]:
+    """The distinct terms of a term-by-term cell, as ``TextFeaturizer`` embeds them (its default ``term_separator``)."""
+    terms = list(dict.fromkeys(t.strip() for t in cell.split(separator) if t.strip()))
+    return terms or [cell]
 
 
 def bench_quality(pairs_trials: Path, pairs: Path, workdir: Path, configs: dict) -> dict:
@@ -196,7 +199,8 @@ def bench_update(workdir: Path, held_out, corpus_load_s: float, full_build_s: fl
 def bench_latency(workdir: Path, held_out, n_queries: int, seed: int) -> dict:
     """Related lists of indexed trials (search path vs precomputed lists) and of new documents."""
     from similarity import Ranker, TrialIndex
-    from similarity.index.trial_index import NEIGHBOURS_K, neighbour_lists
+    from similarity.defaults import NEIGHBOURS_K
+    from similarity.index import neighbour_lists
 
     index = TrialIndex.load(workdir / "index")
     ranker = Ranker(index)
@@ -254,8 +258,6 @@ def _mean_top10(x: np.ndarray, sample: int = 300) -> float:
 
 
 def bench_scale(base: np.ndarray, n: int, k_lists: int, workdir: Path, seed: int, memory: bool) -> dict:
-    import faiss
-
     from similarity.index.backends import FaissBackend
     from similarity.index.neighbours import clustered_knn, exact_knn
 
@@ -312,13 +314,13 @@ def bench_scale(base: np.ndarray, n: int, k_lists: int, workdir: Path, seed: int
                                "recall10": _recall(got, want)}
             out["filtered"]["flat"], _ = single_queries(flat, single[:20], allowed=allowed)
         if memory:
-            faiss.write_index(backend._index, str(workdir / f"{kind}.faiss"))
+            backend.save(workdir / f"scale-{kind}")
         del backend
         gc.collect()
     out["bytes"] = {"flat_f32": n * x.shape[1] * 4, "sq8": n * (x.shape[1] + 8), "lists": int(lists.nbytes),
                     "lists_per_k": n * 4}
     if memory:
-        faiss.write_index(flat._index, str(workdir / "flat.faiss"))
+        flat.save(workdir / "scale-flat")
         np.save(workdir / "lists.npy", lists)
         del flat, x, lists
         gc.collect()
@@ -349,7 +351,7 @@ if kind != "baseline":
     lists = np.load(workdir + "/lists.npy", mmap_mode="r")
     for r in rng.integers(0, len(lists), 20000):
         lists[r, :10]
-    index = faiss.read_index(workdir + "/" + kind + ".faiss")
+    index = faiss.read_index(workdir + "/scale-" + kind + "/vectors.faiss")  # FaissBackend.save's file
     q = rng.standard_normal((20, index.d)).astype("float32")
     index.search(q, 10)
 print(hwm())
@@ -362,71 +364,84 @@ print(hwm())
 def synthetic_index(source: Path, dest: Path, n: int, seed: int, neighbours_k: int) -> dict:
     """Save a whole index of ``n`` trials made from the real build in ``source``.
 
-    Each synthetic trial copies a random real one under a new NCT ID: its record, columns,
-    structured and BM25 rows, and its field vectors plus Gaussian noise (as the scaling section).
-    The vector backend (the ``auto`` choice for ``n``) and the neighbour lists are built on the
-    synthetic vectors like ``build_index`` does. Returns sizes on disk and build times.
+    Each synthetic trial copies a random real one under a new NCT ID: its record, structured and
+    BM25 rows, and its field vectors plus Gaussian noise (as the scaling section). The vector
+    backend (the ``auto`` choice for ``n``) and the neighbour lists are built on the synthetic
+    vectors like ``build_index`` does, and ``TrialIndex.save`` writes the build. The records and
+    field vectors wait on disk meanwhile (a :class:`TrialStore` over a scratch JSONL file, a
+    memory-mapped array), so ``n`` trials never sit in memory. Returns sizes on disk and build
+    times (``records_s`` includes ``save_s``: the columns read from the records and the save).
     """
-    import shutil
-
     from similarity import TrialIndex
+    from similarity.defaults import NEIGHBOURS_K
+    from similarity.index import neighbour_lists
     from similarity.index.backends import make_backend
-    from similarity.index.trial_index import NEIGHBOURS_K, _save_csr, neighbour_lists
+    from similarity.index.store import TrialStore
 
     real = TrialIndex.load(source)
     rng = np.random.default_rng(seed)
     src = np.sort(rng.integers(0, len(real), n))
-    build = dest / "builds" / "synthetic"
-    build.mkdir(parents=True)
-    started = time.perf_counter()
-    lines = (real.path / "trials.jsonl").read_bytes().splitlines(keepends=True)
     ids = np.array([f"NCT9{i:07d}".encode() for i in range(n)])
-    with open(build / "trials.jsonl", "wb") as fh:
-        for i, s in enumerate(src):
-            old = real.columns["nct_id"][s]
-            fh.write(lines[s].replace(b'"' + old + b'"', b'"' + ids[i] + b'"', 1))
-    del lines
-    columns = {k: (v if k == "sponsor_names" else v[src]) for k, v in real.columns.items()}
-    columns["nct_id"] = ids
-    np.savez(build / "columns.npz", **columns)
-    _save_csr(build, "structured", real.structured[src])
-    _save_csr(build, "lexical", real.lexical[src])
-    shutil.copy(real.path / "encoders.joblib", build / "encoders.joblib")
-    n_fields, dim = real.field_vectors.shape[1:]
-    fv = np.lib.format.open_memmap(build / "field_vectors.npy", mode="w+", dtype=np.float16, shape=(n, n_fields, dim))
-    vectors = np.empty((n, dim), dtype=np.float32)
-    for start in range(0, n, 50_000):
-        rows = src[start : start + 50_000]
-        block = np.asarray(real.field_vectors[rows], dtype=np.float32)
-        present = np.abs(block).sum(axis=2, keepdims=True) > 0
-        block = block + rng.normal(0, 0.025, block.shape).astype(np.float32) * present
-        block /= np.maximum(np.linalg.norm(block, axis=2, keepdims=True), 1e-12)
-        fv[start : start + len(rows)] = block.astype(np.float16)
-        vectors[start : start + len(rows)] = real.trial_vectors(fv[start : start + len(rows)])
-    fv.flush()
-    del fv
-    records_s = time.perf_counter() - started
-    backend = make_backend("auto", dim, n)
-    _, backend_s = _timed(backend.add, vectors, np.arange(n))
-    k = min(neighbours_k or NEIGHBOURS_K, n - 1)
-    backend.neighbours, lists_s = _timed(neighbour_lists, backend, vectors, k)
-    del vectors
-    backend.save(build / "backend")
-    manifest = dict(real.manifest, count=n, backend=backend.name, neighbours=k, fingerprint=f"synthetic-{n}-{seed}")
-    (build / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    (dest / "CURRENT").write_text("synthetic")
+    with tempfile.TemporaryDirectory(prefix="synthetic-", dir=dest.parent) as scratch:
+        scratch = Path(scratch)
+        started = time.perf_counter()
+        placeholder = '"nct_id": "synthetic"'
+        with open(scratch / "trials.jsonl", "w", encoding="utf-8") as fh:
+            firsts = np.flatnonzero(np.diff(src, prepend=-1))  # the first copy of each real trial picked
+            for first, end in zip(firsts, [*firsts[1:], n]):
+                record = {**real.trials[int(src[first])].to_dict(), "nct_id": "synthetic"}
+                line = json.dumps(record, ensure_ascii=False) + "\n"  # parsed once, written once per copy
+                for i in range(first, end):
+                    fh.write(line.replace(placeholder, f'"nct_id": "{ids[i].decode()}"', 1))
+        n_fields, dim = real.field_vectors.shape[1:]
+        fv = np.lib.format.open_memmap(scratch / "field_vectors.npy", mode="w+", dtype=np.float16,
+                                       shape=(n, n_fields, dim))
+        vectors = np.empty((n, dim), dtype=np.float32)
+        for start in range(0, n, 50_000):
+            rows = src[start : start + 50_000]
+            block = np.asarray(real.field_vectors[rows], dtype=np.float32)
+            present = np.abs(block).sum(axis=2, keepdims=True) > 0
+            block = block + rng.normal(0, 0.025, block.shape).astype(np.float32) * present
+            block /= np.maximum(np.linalg.norm(block, axis=2, keepdims=True), 1e-12)
+            fv[start : start + len(rows)] = block.astype(np.float16)
+            vectors[start : start + len(rows)] = real.trial_vectors(fv[start : start + len(rows)])
+        fv.flush()
+        del fv
+        records_s = time.perf_counter() - started
+        backend = make_backend("auto", dim, n)
+        _, backend_s = _timed(backend.add, vectors, np.arange(n))
+        backend.neighbours, lists_s = _timed(neighbour_lists, backend, vectors, min(neighbours_k or NEIGHBOURS_K, n - 1))
+        del vectors
+        k = backend.neighbours.k
+        saving = time.perf_counter()  # from here: the columns read from the records, then every file written
+        store = TrialStore(scratch / "trials.jsonl")
+        index = TrialIndex(
+            manifest=dataclasses.replace(real.manifest, count=n, backend=backend.name, neighbours=k,
+                                         fingerprint=f"synthetic-{n}-{seed}"),
+            trials=store,
+            field_vectors=np.load(scratch / "field_vectors.npy", mmap_mode="r"),
+            structured=real.structured[src],
+            structured_featurizer=real.structured_featurizer,
+            lexical=real.lexical[src],
+            lexical_vectorizer=real.lexical_vectorizer,
+            backend=backend,  # columns: computed from the records (one sequential read)
+            lexical_norms=np.asarray(real.lexical_norms)[src],
+        )
+        build = index.save(dest)
+        save_s = time.perf_counter() - saving
+        store.close()
+        del index, store
     files = {f.name: f.stat().st_size for f in build.rglob("*") if f.is_file()}
-    return {"n": n, "backend": backend.name, "neighbours": k, "records_s": records_s, "backend_s": backend_s,
-            "lists_s": lists_s, "disk_mb": sum(files.values()) / 2**20,
+    return {"n": n, "backend": backend.name, "neighbours": k, "records_s": records_s + save_s, "save_s": save_s,
+            "backend_s": backend_s, "lists_s": lists_s, "disk_mb": sum(files.values()) / 2**20,
             "files_mb": {name: size / 2**20 for name, size in sorted(files.items())}}
 
 
 _SERVE = _HWM + """
-import json, sys, time
+import json, time
 import numpy as np
-sys.path.insert(0, {root!r})
-from similarity import Ranker, TrialIndex
-from similarity.ranking.ranker import Filters
+from similarity import Filters, Ranker, TrialIndex
+from similarity.index.neighbours import NeighbourLists
 import faiss, joblib, sklearn.compose, sklearn.feature_extraction.text  # imports counted in "imports"
 
 def rss():
@@ -454,8 +469,10 @@ for r in rows[: queries // 10]:
     t = time.perf_counter(); ranker.related(index.nct_id(r), 10, filters=recruiting); times["filtered"].append(time.perf_counter() - t)
 search = rows[: queries // 10]
 lists = []
-for r in search:  # the path of a document that is not indexed: the vector backend, then the blend
-    t = time.perf_counter(); lists.append(ranker._related(ranker.features(index.nct_id(r)), 10, None)); times["search"].append(time.perf_counter() - t)
+precomputed, index.backend.neighbours = index.backend.neighbours, None
+for r in search:  # without the lists: the path of a document that is not indexed, the vector backend then the blend
+    t = time.perf_counter(); lists.append(ranker.related(index.nct_id(r), 10)); times["search"].append(time.perf_counter() - t)
+index.backend.neighbours = precomputed
 served = rss()
 recall = None
 if check:  # the same lists from exact candidates (a brute-force scan), after the memory readings
@@ -469,10 +486,15 @@ if check:  # the same lists from exact candidates (a brute-force scan), after th
         ids = np.concatenate([best_ids, np.broadcast_to(np.arange(start, start + len(tv)), s.shape)], axis=1)
         top = np.argsort(-both, axis=1)[:, : best.shape[1]]
         best, best_ids = np.take_along_axis(both, top, 1), np.take_along_axis(ids, top, 1)
-    hits = 0
-    for r, got, cand in zip(search, lists, best_ids):
+    exact_lists = np.zeros((len(index), ranker.n_candidates), np.int32)  # zero pages: only the searched rows are touched
+    for r, cand in zip(search, best_ids):
         cand = cand[cand != r][: ranker.n_candidates]
-        exact = ranker._related(ranker.features(index.nct_id(r)), 10, None, rows=cand)
+        exact_lists[r] = -1
+        exact_lists[r, : len(cand)] = cand
+    index.backend.neighbours = NeighbourLists(exact_lists, method="exact")  # the ranker's candidates, now exact
+    hits = 0
+    for r, got in zip(search, lists):
+        exact = ranker.related(index.nct_id(r), 10)
         hits += len({{x.nct_id for x in got}} & {{x.nct_id for x in exact}})
     recall = hits / (10 * len(search))
 pct = lambda xs: {{"p50": float(np.percentile(xs, 50)) * 1e3, "p99": float(np.percentile(xs, 99)) * 1e3}}
@@ -491,7 +513,7 @@ def bench_served_memory(source: Path, workdir: Path, n: int, seed: int, neighbou
     gc.collect()
     for name, mmap in (("engine", True), ("in_ram", False)):
         log.info("served memory %d: %s", n, name)
-        code = _SERVE.format(root=str(ROOT), path=str(dest), mmap=mmap, queries=queries, check=mmap)
+        code = _SERVE.format(path=str(dest), mmap=mmap, queries=queries, check=mmap)
         subprocess.run(["sync"], check=False)
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         if done.returncode:

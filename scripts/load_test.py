@@ -2,8 +2,9 @@
 
     python scripts/load_test.py --index indexes/demo --requests 3000 --concurrency 8
 
-Starts ``related-trials serve`` on 127.0.0.1 (a free port) in a subprocess, waits for
-``/health``, then drives two endpoints in turn with an asyncio httpx client, loopback only:
+Starts ``related-trials serve`` on 127.0.0.1 (a free port) in a subprocess with
+:func:`similarity.service.server_process`, which waits for ``/health``, then drives two endpoints
+in turn with an asyncio httpx client, loopback only:
 
 - ``GET /widget.js``: a plain static file through the same server, the baseline;
 - ``GET /trials/{id}/related?k=K``: cycling over the indexed NCT IDs (shuffled, seeded), no
@@ -25,14 +26,12 @@ import os
 import platform
 import random
 import shlex
-import socket
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
+from _report import write_report  # scripts/_report.py (a script's folder is first on sys.path)
 
 logger = logging.getLogger("load_test")
 
@@ -51,30 +50,6 @@ class Run:
             f"| {self.name} | {n} | {concurrency} | {n / self.seconds:,.0f} | "
             f"{np.percentile(ms, 50):.1f} | {np.percentile(ms, 99):.1f} | {self.errors} |"
         )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(index: str, port: int) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "similarity.cli", "serve", "--index", index, "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited: {server.stderr.read().decode(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    server.kill()
-    raise SystemExit("the server did not answer /health within 180 s")
 
 
 async def drive(base: str, name: str, paths: list[str], n: int, concurrency: int, limit_s: float) -> Run:
@@ -155,12 +130,6 @@ def report(runs: list[Run], args, index_info: dict, command: str) -> str:
         " takes a large share of the CPUs). The last row times the ranking alone: most of a related"
         " list's time is ranking (FAISS candidates, the blend over them, the explanations), not HTTP.",
         "",
-        "Command:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
     ]
     return "\n".join(lines)
 
@@ -181,15 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     command = "python scripts/load_test.py " + shlex.join(argv if argv is not None else sys.argv[1:])
 
     from similarity import TrialIndex
+    from similarity.service import server_process
 
     index = TrialIndex.load(args.index)
     ids = list(index.rows)
     random.Random(0).shuffle(ids)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    logger.info("starting the server on %s", base)
-    server = start_server(args.index, port)
-    try:
+    logger.info("starting the server")
+    with server_process(args.index) as server:
+        base = server.url
+        logger.info("serving on %s", base)
         index_info = httpx.get(f"{base}/health").json()["index"]
         runs = []
         for name, paths in (
@@ -199,18 +168,10 @@ def main(argv: list[str] | None = None) -> int:
             run = asyncio.run(drive(base, name, paths, args.requests, args.concurrency, args.duration_limit))
             logger.info("%s", run.row(args.concurrency))
             runs.append(run)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
     runs.append(rank_in_process(index, ids, args.requests, args.k, args.duration_limit))
     logger.info("%s", runs[-1].row(1))
     text = report(runs, args, index_info, command)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text, encoding="utf-8")
-    print(text)
+    write_report(args.out, text, command)
     return 1 if any(run.errors for run in runs) else 0
 
 

@@ -2,7 +2,8 @@
 
     python scripts/screenshot_widget.py --index indexes/demo --out benchmarks/widget.png
 
-Serves ``--index`` on 127.0.0.1 (a free port) in a background thread, opens ``/demo/NCT_ID`` in
+Serves ``--index`` on 127.0.0.1 (a free port) in a subprocess with
+:func:`similarity.service.server_process`, opens ``/demo/NCT_ID`` in
 Debian's ``/usr/bin/chromium`` through Playwright, waits for the widget to render and saves a
 full-page PNG. Needs ``pip install -e '.[dev]'`` and ``apt-get install chromium``; it never runs
 ``playwright install``.
@@ -12,11 +13,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -42,14 +40,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from playwright.sync_api import sync_playwright
 
-    from similarity.service import serve_in_thread
+    from similarity.service import server_process
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with serve_in_thread(args.index) as base_url, sync_playwright() as playwright:
+    with server_process(args.index) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": args.width, "height": 800}, device_scale_factor=args.scale)
-        page.goto(f"{base_url}/demo/{args.nct_id}")
+        page.goto(f"{server.url}/demo/{args.nct_id}")
         page.wait_for_selector("related-trials:is([state=ready], [state=empty], [state=error])", timeout=30_000)
         state = page.get_attribute("related-trials", "state")
         page.screenshot(path=str(out), full_page=True)

@@ -3,8 +3,9 @@
     python scripts/soak.py --duration 180 --concurrency 8
 
 Builds index A from the small test fixtures (``tests/data``) into a temporary directory with
-``related-trials build``, serves it with ``related-trials serve`` (a subprocess, 127.0.0.1, a free
-port, reload token from ``$RELATED_TRIALS_RELOAD_TOKEN``, no CURRENT polling), and drives it with
+``related-trials build``, serves it with ``related-trials serve`` (a subprocess started by
+:func:`similarity.service.server_process`: 127.0.0.1, a free port, reload token from
+``$RELATED_TRIALS_RELOAD_TOKEN``, no CURRENT polling), and drives it with
 ``--concurrency`` httpx clients: ``GET /trials/{id}/related`` over A's trials, and every tenth
 request a ``POST /related`` of an API v2 study (the sentence model embeds it). Halfway through,
 index B (A's sources and more) is built into the same directory while the load goes on, then
@@ -30,7 +31,6 @@ import platform
 import re
 import secrets
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +39,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from _report import write_report  # scripts/_report.py (a script's folder is first on sys.path)
+
+from similarity import TrialIndex
+from similarity.service import RELOAD_TOKEN_ENV as TOKEN_ENV
+from similarity.service import server_process
 
 logger = logging.getLogger("soak")
 
@@ -47,7 +52,6 @@ DATA = ROOT / "tests" / "data"
 SOURCES_A = [DATA / "flat-sample.jsonl", DATA / "legacy-sample.zip"]
 SOURCES_B = [*SOURCES_A, DATA / "csv-sample.csv", DATA / "apiv2-page.json", ROOT / "data" / "seed" / "NCT02213705.json"]
 POSTED = DATA / "apiv2-study.json"
-TOKEN_ENV = "RELATED_TRIALS_RELOAD_TOKEN"
 
 
 @dataclasses.dataclass
@@ -80,12 +84,6 @@ def _ms(latencies: list[float]) -> str:
     return f"{p50:.0f} / {p99:.0f}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def rss_mb(pid: int) -> float:
     """Resident memory of process ``pid`` in MiB (Linux ``/proc``), 0 where unreadable."""
     try:
@@ -106,27 +104,6 @@ def build(sources: list[Path], index: Path, cache: Path) -> float:
     if done.returncode not in (0, 3):  # 3: built, some records skipped
         raise SystemExit(f"build failed ({done.returncode}): {done.stderr[-2000:]}")
     return time.perf_counter() - started
-
-
-def start_server(index: Path, port: int, token: str) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", TOKEN_ENV: token}
-    cmd = [sys.executable, "-m", "similarity.cli", "serve", "--index", str(index), "--host", "127.0.0.1",
-           "--port", str(port), "--watch", "0"]  # fmt: skip
-    log = tempfile.TemporaryFile()
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            log.seek(0)
-            raise SystemExit(f"the server exited: {log.read().decode(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    server.kill()
-    raise SystemExit("the server did not answer /health within 180 s")
 
 
 async def soak(base: str, pid: int, args, ids: list[str], index: Path, cache: Path, token: str) -> list[Window]:
@@ -285,12 +262,6 @@ def report(windows: list[Window], args, info: dict, builds: dict, command: str, 
         " on A.",
         "",
         *tests,
-        "Command:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
     ])  # fmt: skip
 
 
@@ -311,28 +282,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="soak-") as work:
         index, cache = Path(work) / "index", Path(work) / "cache"
         builds = {"a": build(SOURCES_A, index, cache)}
-        from similarity import TrialIndex
-
         ids = list(TrialIndex.load(index).rows)
         token = secrets.token_urlsafe(24)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        logger.info("serving %d trials on %s for %.0f s", len(ids), base, args.duration)
-        server = start_server(index, port, token)
-        try:
-            info = httpx.get(f"{base}/health").json()["index"]
-            windows = asyncio.run(soak(base, server.pid, args, ids, index, cache, token))
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        logger.info("serving %d trials for %.0f s", len(ids), args.duration)
+        with server_process(index, env={TOKEN_ENV: token}, args=("--watch", "0")) as server:
+            logger.info("serving on %s", server.url)
+            info = httpx.get(f"{server.url}/health").json()["index"]
+            windows = asyncio.run(soak(server.url, server.pid, args, ids, index, cache, token))
     tests = [] if args.skip_tests else test_sections()
     text = report(windows, args, info, builds, command, tests)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text, encoding="utf-8")
-    print(text)
+    write_report(args.out, text, command)
     return 1 if any(w.errors for w in windows) else 0
 
 

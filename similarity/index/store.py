@@ -91,21 +91,15 @@ def trial_columns(trials: Sequence[Trial] | Iterator[Trial]) -> dict[str, np.nda
         itypes.append(_bits(t.intervention_types, INTERVENTION_TYPES))
         ordinal.append(phase_ordinal(t))
         sponsor.append(sponsors.setdefault(t.lead_sponsor, len(sponsors)) if t.lead_sponsor else -1)
+    arrays = {"status": (status, np.int8), "study_type": (study, np.int8), "phases": (phases, np.uint32),
+              "intervention_types": (itypes, np.uint32), "phase_ordinal": (ordinal, np.float32),
+              "sponsor": (sponsor, np.int32), "min_age": (min_age, np.float32), "max_age": (max_age, np.float32),
+              "sex": (sex, np.int8), "start": (start, np.int32), "country_ptr": (country_ptr, np.int64),
+              "country_codes": (country_codes, np.int32)}
     return {
         "nct_id": np.array(ids, dtype=np.bytes_) if ids else np.zeros(0, dtype="S11"),
-        "status": np.array(status, dtype=np.int8),
-        "study_type": np.array(study, dtype=np.int8),
-        "phases": np.array(phases, dtype=np.uint32),
-        "intervention_types": np.array(itypes, dtype=np.uint32),
-        "phase_ordinal": np.array(ordinal, dtype=np.float32),
-        "sponsor": np.array(sponsor, dtype=np.int32),
+        **{name: np.array(values, dtype=dtype) for name, (values, dtype) in arrays.items()},
         "sponsor_names": np.array(list(sponsors), dtype=np.str_) if sponsors else np.zeros(0, dtype="U1"),
-        "min_age": np.array(min_age, dtype=np.float32),
-        "max_age": np.array(max_age, dtype=np.float32),
-        "sex": np.array(sex, dtype=np.int8),
-        "start": np.array(start, dtype=np.int32),
-        "country_ptr": np.array(country_ptr, dtype=np.int64),
-        "country_codes": np.array(country_codes, dtype=np.int32),
         "country_names": np.array(list(countries), dtype=np.str_) if countries else np.zeros(0, dtype="U1"),
     }
 

@@ -1,17 +1,28 @@
-"""Running the app: in the foreground with uvicorn (``related-trials serve``), or in a background
-thread for tests and scripts (:func:`serve_in_thread`)."""
+"""Running the app: in the foreground with uvicorn (``related-trials serve``), in a background
+thread for tests (:func:`serve_in_thread`), or as a child process for load tests, soak tests and
+screenshots (:func:`server_process`)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import IO, Iterator, Mapping, Sequence
 
+from ..exceptions import InvalidParameter
 from .app import create_app
 
-__all__ = ["serve", "serve_in_thread"]
+__all__ = ["RunningServer", "serve", "serve_in_thread", "server_process"]
+
+STDERR_TAIL = 2000
+"""Characters of a failed server's stderr quoted in the error."""
 
 
 def serve(index_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
@@ -55,3 +66,107 @@ def serve_in_thread(index_dir: str | Path, *, host: str = "127.0.0.1", port: int
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunningServer:
+    """A server started by :func:`server_process`.
+
+    Attributes:
+        url: its base URL, ``http://HOST:PORT``.
+        pid: its process id (to read its memory from ``/proc/PID/status``, say).
+        process: the child process itself.
+    """
+
+    url: str
+    pid: int
+    process: subprocess.Popen
+
+
+@contextlib.contextmanager
+def server_process(
+    index_dir: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    startup_timeout: float = 180.0,
+) -> Iterator[RunningServer]:
+    """Run ``related-trials serve`` in a child process until the block ends; yields a :class:`RunningServer`.
+
+    For load tests, soak tests and screenshots: the server runs in its own process, with its own
+    interpreter lock and memory, as it does in production. It is started with this interpreter
+    (``sys.executable -m similarity.cli serve``) and ``HF_HUB_OFFLINE=1``; the block starts once
+    ``GET /health`` answers 200. After the block the server gets SIGTERM, then SIGKILL if it has
+    not exited within 10 seconds.
+
+    Args:
+        index_dir: the index directory to serve (``--index``).
+        host: the address to listen on.
+        port: the port; 0 picks a free one just before the server starts.
+        env: variables added to this process's environment for the server (a reload token, say).
+        args: further ``serve`` options, such as ``("--watch", "0")``.
+        startup_timeout: seconds to wait for the first 200 from ``/health``.
+
+    Raises:
+        InvalidParameter: ``startup_timeout`` is not positive.
+        RuntimeError: the server exited before answering, or did not answer within
+            ``startup_timeout``; the message ends with the last lines of its stderr.
+    """
+    import httpx
+
+    if not startup_timeout > 0:
+        raise InvalidParameter(f"startup_timeout must be > 0 seconds, got {startup_timeout!r}")
+    port = port or _free_port(host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    command = [sys.executable, "-m", "similarity.cli", "serve", "--index", str(index_dir),
+               "--host", host, "--port", str(port), *args]
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            deadline = time.monotonic() + startup_timeout
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the server exited with status {process.returncode} before answering "
+                                       f"{url}/health; its stderr ends:\n{_tail(stderr)}")
+                try:
+                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the server did not answer {url}/health within {startup_timeout:g} s; "
+                                       f"its stderr ends:\n{_tail(stderr)}")
+                time.sleep(0.25)
+            yield RunningServer(url=url, pid=process.pid, process=process)
+        finally:
+            _stop(process)
+
+
+def _free_port(host: str) -> int:
+    """A port free on ``host`` now (another process may take it before the server binds it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _tail(stream: IO[bytes]) -> str:
+    """The last :data:`STDERR_TAIL` characters written to ``stream``."""
+    stream.flush()
+    stream.seek(0)
+    return stream.read().decode(errors="replace")[-STDERR_TAIL:].strip() or "(nothing)"
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s; waits for the process either way."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

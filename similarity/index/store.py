@@ -118,7 +118,8 @@ def column_mask(columns: Mapping[str, np.ndarray], name: str, value) -> np.ndarr
         return (columns["intervention_types"] & np.uint32(1 << INTERVENTION_TYPES.index(value))) != 0
     if name == "country":
         names = columns["country_names"]
-        wanted = np.array([country_key(n) in set(value) for n in names], dtype=bool)
+        keys = set(value)
+        wanted = np.array([country_key(n) in keys for n in names], dtype=bool)
         ptr, codes = columns["country_ptr"], columns["country_codes"]
         rows = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
         mask = np.zeros(len(ptr) - 1, dtype=bool)

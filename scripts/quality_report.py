@@ -27,6 +27,7 @@ from pathlib import Path
 from similarity import Ranker, TrialIndex
 from similarity.defaults import FUSION_SIGNALS
 from similarity.evaluation import BASELINES, HEADLINE, evaluate, nested_cross_validation, read_pairs
+from similarity.evaluation.search import SEARCH_DESIGNS, evaluate_search
 from similarity.ranking import FusionBlend, blend_from_dict
 from similarity.ranking.selection import DESIGNS, query_signals, select_design
 
@@ -89,6 +90,7 @@ def main(argv=None) -> int:
     for mode, result in results.items():
         lines += _table(result, mode)
     lines += _ablation(results)
+    lines += _search(index, pairs, ranker, args)
     lines += _by_query(results, index, pairs)
     lines.append(f"_Report written in {time.perf_counter() - started:.0f} s._")
     out = Path(args.out)
@@ -148,6 +150,38 @@ def _headline(result, mode) -> list[str]:
         parts = [f"{b} {d:+.4f} [{lo:+.4f}, {hi:+.4f}]" for b, (d, lo, hi) in comparison["paired"][metric].items()]
         lines.append(f"- {metric}: " + "; ".join(parts))
     return lines + [""]
+
+
+def _search(index, pairs, ranker, args) -> list[str]:
+    """Free-text search: each query trial's title, and its conditions + interventions as a sentence."""
+    lines = ["## Free-text search", "",
+             "Each labelled query trial's brief title (*title*), and separately its conditions and interventions as "
+             "one sentence (*terms*: \"metformin, placebo for type 2 diabetes\"), is searched as free text "
+             "(`related-trials search`) with that trial left out of the list; its labelled positives are the "
+             "relevant set. The ways to read a text (" + ", ".join(SEARCH_DESIGNS) + ") are chosen by "
+             f"{args.folds}-fold query-grouped cross-validation on R@10: the *engine* row scores each query with the "
+             "reading chosen on the other folds' queries. Baselines score the same text in the same run. Command: "
+             f"`related-trials evaluate --index {args.index} --pairs {args.pairs} --search title|terms`.", ""]
+    for kind in ("title", "terms"):
+        found = evaluate_search(index, pairs, kind=kind, ranker=ranker, cache_dir=args.cache_dir, n_splits=args.folds)
+        result = found.result
+        baselines = [b for b in BASELINES if b in result.methods]
+        comparison = result.comparison("engine", baselines)
+        chosen = ", ".join(f"{d} in {n}" for d, n in found.chosen.most_common())
+        lines += [f"### Query = {kind} ({result.queries} queries; reading chosen in the folds: {chosen}; "
+                  f"shipped: {found.shipped})", "",
+                  "| method | R@10 | nDCG@10 | MRR | R@50 | R@10 minus engine |", "|---|---|---|---|---:|---|"]
+        for method, values in result.methods.items():
+            cells = [f"{values[m]:.4f} [{lo:.3f}, {hi:.3f}]" for m in ("R@10", "nDCG@10", "MRR")
+                     for _, lo, hi in [result.interval(method, m)]]
+            diff = "" if method == "engine" else "{:+.4f} [{:+.4f}, {:+.4f}]".format(*result.paired(method, "engine", "R@10"))
+            name = f"*{method}*" if method in BASELINES else method
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {values['R@50']:.4f} | {diff} |")
+        best = comparison["versus_best"]["R@10"]
+        d, lo, hi = comparison["paired"]["R@10"][best["baseline"]]
+        lines += ["", f"Engine minus the best baseline on R@10 ({best['baseline']}): {d:+.4f} [{lo:+.4f}, {hi:+.4f}]; "
+                      f"{best['wins']} wins, {best['ties']} ties, {best['losses']} losses.", ""]
+    return lines
 
 
 def _table(result, mode) -> list[str]:

@@ -1,4 +1,4 @@
-"""The ``related-trials`` command line: build, related, evaluate, fit-weights, serve.
+"""The ``related-trials`` command line: build, update, related, search, evaluate, fit-weights, serve.
 
 Errors print one line (``related-trials: error: ...``) and exit non-zero, never a traceback:
 1 for a failed command (unknown NCT ID, unreadable file, mismatched index), 2 for a wrong
@@ -101,10 +101,22 @@ def _parser() -> argparse.ArgumentParser:
     related.add_argument("--json", action="store_true", help="print a JSON array")
     _add_diversity(related)
 
+    search = sub.add_parser("search", help="print the trials most related to a free-text query")
+    search.add_argument("text", metavar="TEXT", help="a sentence or a draft protocol's synopsis, in quotes")
+    search.add_argument("--index", required=True, metavar="DIR")
+    search.add_argument("-k", type=int, default=10, help="number of trials (default 10)")
+    _add_filters(search)
+    search.add_argument("--json", action="store_true", help="print the query as read and the list as JSON")
+    _add_diversity(search)
+
     evaluate = sub.add_parser("evaluate", help="evaluate on labelled pairs against tfidf, bm25, dense and rrf baselines")
     evaluate.add_argument("--index", required=True, metavar="DIR")
     evaluate.add_argument("--pairs", required=True, metavar="PAIRS.tsv", help="TSV: query_id, candidate_id, label")
     evaluate.add_argument("--mode", choices=["rerank", "retrieve"], default="rerank")
+    evaluate.add_argument("--search", choices=["title", "terms"], default=None, metavar="KIND",
+                          help="evaluate free-text search instead: each query trial's brief title (title) or its "
+                               "conditions and interventions as a sentence (terms) is searched with the trial left "
+                               "out; the same baselines score the text; the reading of the text chosen by cross-validation")
     evaluate.add_argument("--baselines", default="tfidf,bm25,dense,rrf", help="comma-separated baselines (default all)")
     evaluate.add_argument("--cache-dir", default=None, help="embedding cache directory (default DIR/cache)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -286,6 +298,28 @@ def _cmd_related(args) -> int:
     return 0
 
 
+def _cmd_search(args) -> int:
+    from .index import TrialIndex
+    from .ranking import Ranker
+    from .ranking.text_query import check_query_text
+
+    k, filters, text = _k(args.k), _filters(args), check_query_text(args.text)
+    ranker = Ranker(TrialIndex.load(args.index), diversity=_diversity(args))
+    result = ranker.search(text, k, filters=filters)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    read = [f"{kind} {', '.join(values)}" for kind, values in result.matched.items() if values]
+    lines = [f"Trials related to: {result.query}", f"read as: {'; '.join(read) if read else 'text only'}", ""]
+    if not result.related:
+        lines.append("(no trial matches)")
+    for r in result.related:
+        lines += [r.title, f"{r.nct_id} {r.status or 'UNKNOWN'} {r.phase or 'NA'}",
+                  f"    score {r.score:.3f} - {r.why['summary']}"]
+    print("\n".join(lines))
+    return 0
+
+
 def _markdown(result) -> str:
     metrics = list(next(iter(result.methods.values())))
     lines = [
@@ -317,6 +351,8 @@ def _cmd_evaluate(args) -> int:
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     cache_dir = args.cache_dir or str(Path(args.index) / "cache")
     ranker = Ranker(index, diversity=_diversity(args))
+    if args.search:
+        return _evaluate_search(args, index, pairs, ranker, cache_dir)
     engine, nested = ranker, None
     if args.cv:
         nested = nested_cross_validation(query_signals(ranker, pairs), designs, n_splits=args.folds)
@@ -338,6 +374,26 @@ def _cmd_evaluate(args) -> int:
         if nested is not None:
             chosen = ", ".join(f"{d} {n}/{len(nested.folds)}" for d, n in nested.chosen().most_common())
             print(f"\ndesign chosen in the outer folds: {chosen}")
+    return 0
+
+
+def _evaluate_search(args, index, pairs, ranker, cache_dir) -> int:
+    from .evaluation.search import evaluate_search
+
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    found = evaluate_search(index, pairs, kind=args.search, ranker=ranker, baselines=baselines,
+                            cache_dir=cache_dir, n_splits=args.folds)
+    comparison = found.result.comparison("engine", baselines) if baselines else None
+    if args.json:
+        print(json.dumps({**found.to_dict(), **(comparison or {})}, indent=2))
+        return 0
+    print(f"free-text search, query = each labelled trial's {args.search} (the trial left out)")
+    print(_markdown(found.result))
+    if comparison:
+        print()
+        print(_comparison_text(comparison, found.result.queries))
+    chosen = ", ".join(f"{d} {n}/{sum(found.chosen.values())}" for d, n in found.chosen.most_common())
+    print(f"\nreading chosen in the outer folds: {chosen}; shipped: {found.shipped}")
     return 0
 
 
@@ -397,7 +453,8 @@ def _cmd_serve(args) -> int:
     return 0
 
 
-_COMMANDS = {"build": _cmd_build, "update": _cmd_update, "related": _cmd_related, "evaluate": _cmd_evaluate, "fit-weights": _cmd_fit_weights, "serve": _cmd_serve}
+_COMMANDS = {"build": _cmd_build, "update": _cmd_update, "related": _cmd_related, "search": _cmd_search,
+             "evaluate": _cmd_evaluate, "fit-weights": _cmd_fit_weights, "serve": _cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,8 @@ __all__ = [
     "N_CANDIDATES",
     "NEIGHBOURS_K",
     "NEIGHBOURS_MIN",
+    "MAX_QUERY_CHARS",
+    "SEARCH_FILLS_SUMMARY",
 ]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -64,3 +66,12 @@ NEIGHBOURS_K = 300
 
 NEIGHBOURS_MIN = 20_000
 """``neighbours=None`` precomputes lists above this many trials, where a search costs milliseconds."""
+
+
+MAX_QUERY_CHARS = 2000
+"""The longest free-text query ``search`` reads (about a page of a draft protocol's synopsis)."""
+
+SEARCH_FILLS_SUMMARY = True
+"""Whether a free-text query also fills the summary field (besides the title and the whole text):
+the reading that query-grouped cross-validation chose in 9 of 10 folds, for titles and for
+condition + intervention sentences alike (``benchmarks/quality.md``, "Free-text search")."""

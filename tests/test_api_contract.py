@@ -30,6 +30,7 @@ MAX_EXAMPLES = 150
 OPERATIONS = [
     ("GET", "/trials/{nct_id}/related"),
     ("POST", "/related"),
+    ("GET", "/search"),
     ("GET", "/trials/{nct_id}"),
     ("GET", "/health"),
     ("POST", "/admin/reload"),
@@ -40,6 +41,7 @@ POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.Generati
 CASES = [(method, path, POSITIVE) for method, path in OPERATIONS] + [
     ("GET", "/trials/{nct_id}/related", NEGATIVE),
     ("POST", "/related", NEGATIVE),
+    ("GET", "/search", NEGATIVE),
 ]
 
 

@@ -277,7 +277,7 @@ def test_no_cors_headers_by_default(index_dir):
 
 def test_openapi_lists_the_api(client):
     schema = client.get("/openapi.json").json()
-    assert set(schema["paths"]) == {"/trials/{nct_id}/related", "/related", "/trials/{nct_id}", "/health"}
+    assert set(schema["paths"]) == {"/trials/{nct_id}/related", "/related", "/search", "/trials/{nct_id}", "/health"}
     related = schema["paths"]["/trials/{nct_id}/related"]["get"]
     params = {p["name"]: p for p in related["parameters"]}
     assert {"nct_id", "k", "status", "phase", "intervention_type", "study_type"} <= set(params)

@@ -299,3 +299,49 @@ def test_registry_filter_attributes_reach_the_api(page, base_url, api):
     else:
         page.wait_for_selector("related-trials#related[state=empty]")
     assert expected != unfiltered
+
+
+def test_search_box_lists_the_trials_related_to_typed_text(page, base_url, api):
+    open_demo(page, base_url)
+    query = "Ganciclovir for cytomegalovirus retinitis"
+    response = api.get("/search", params={"q": query, "k": DEMO_K})
+    response.raise_for_status()
+    expected = [item["nct_id"] for item in response.json()["related"]]
+    box = page.get_by_role("searchbox", name="Search trials by text")
+    assert box.is_visible()
+    with page.expect_response(lambda r: "/search?" in r.url and "q=Ganciclovir" in r.url):
+        box.fill(query)
+        box.press("Enter")
+    wait_for_ids(page, expected)
+    assert page.eval_on_selector("related-trials#related", "h => h.getAttribute('query')") == query
+    read_as = page.eval_on_selector("related-trials#related", "h => h.shadowRoot.querySelector('.read-as').textContent")
+    assert read_as.startswith("Read as: ") and "intervention Ganciclovir" in read_as
+    assert "condition cytomegalovirus retinitis" in read_as
+    # the demo page's filters apply to the search too
+    with page.expect_response(lambda r: "/search?" in r.url and "phase=PHASE3" in r.url):
+        page.select_option("#related-filters select[name=phase]", "PHASE3")
+    filtered = api.get("/search", params={"q": query, "k": DEMO_K, "phase": "PHASE3"}).json()["related"]
+    wait_for_ids(page, [item["nct_id"] for item in filtered])
+    page.select_option("#related-filters select[name=phase]", "")
+    box.fill("")  # an empty search goes back to the trial's own list
+    box.press("Enter")
+    wait_for_ids(page, api_ids(api, SEED, k=DEMO_K))
+    assert page.eval_on_selector("related-trials#related", "h => h.hasAttribute('query')") is False
+
+
+def test_search_widget_without_a_trial_waits_then_shows_refusals(page, base_url):
+    open_demo(page, base_url)
+    page.evaluate(
+        """() => {
+            const widget = document.createElement('related-trials');
+            widget.id = 'finder';
+            widget.setAttribute('search', '');
+            document.body.append(widget);
+        }"""
+    )
+    page.wait_for_selector("#finder[state=idle]")
+    assert "Type a few words" in page.eval_on_selector("#finder", "h => h.shadowRoot.textContent")
+    page.eval_on_selector("#finder", "h => h.setAttribute('query', '1234')")
+    page.wait_for_selector("#finder[state=error]")
+    message = page.eval_on_selector("#finder", "h => h.shadowRoot.querySelector('[role=alert]').textContent")
+    assert message.startswith("Invalid request") and "no letter" in message

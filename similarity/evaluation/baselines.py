@@ -9,7 +9,7 @@ concatenated text, which the model cuts at 256 tokens) and ``rrf`` (reciprocal-r
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -18,7 +18,7 @@ from ..exceptions import InvalidParameter
 from ..features.fields import concatenated_text
 from ..index.trial_index import TrialIndex
 
-__all__ = ["BaselineName", "Baseline", "make_baseline", "BASELINES"]
+__all__ = ["BaselineName", "Baseline", "make_baseline", "fit_baselines", "BASELINES"]
 
 BaselineName = Literal["tfidf", "bm25", "dense", "rrf"]
 BASELINES: tuple[str, ...] = ("tfidf", "bm25", "dense", "rrf")
@@ -35,17 +35,24 @@ class Baseline:
     def scores(self, query_row: int, rows: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def text_scores(self, text: str, rows: np.ndarray) -> np.ndarray:
+        """Scores of ``rows`` against a free-text query (the search evaluation)."""
+        raise NotImplementedError
+
 
 class TfidfBaseline(Baseline):
     name = "tfidf"
 
     def fit(self, index):
-        vectorizer = TfidfVectorizer(sublinear_tf=True, stop_words="english", dtype=np.float32)
-        self.matrix_ = vectorizer.fit_transform([concatenated_text(t) for t in index.trials]).tocsr()
+        self.vectorizer_ = TfidfVectorizer(sublinear_tf=True, stop_words="english", dtype=np.float32)
+        self.matrix_ = self.vectorizer_.fit_transform([concatenated_text(t) for t in index.trials]).tocsr()
         return self
 
     def scores(self, query_row, rows):
         return np.asarray((self.matrix_[rows] @ self.matrix_[query_row].T).toarray()).ravel()
+
+    def text_scores(self, text, rows):
+        return np.asarray((self.matrix_[rows] @ self.vectorizer_.transform([text]).T).toarray()).ravel()
 
 
 class BM25Baseline(Baseline):
@@ -53,7 +60,11 @@ class BM25Baseline(Baseline):
 
     def fit(self, index):
         self.docs_ = index.lexical
+        self.vectorizer_ = index.lexical_vectorizer
         return self
+
+    def text_scores(self, text, rows):
+        return np.asarray((self.docs_[rows] @ self.vectorizer_.query_transform([text]).T).toarray()).ravel()
 
     def scores(self, query_row, rows):
         query = self.docs_[query_row].copy()
@@ -75,10 +86,14 @@ class DenseBaseline(Baseline):
         self.vectors_ = np.zeros((len(index), featurizer.dim_), dtype=np.float32)
         self.vectors_[rows] = featurizer.encode_texts([concatenated_text(index.trials[r]) for r in rows])
         featurizer.show_progress_bar = False
+        self.featurizer_ = featurizer
         return self
 
     def scores(self, query_row, rows):
         return self.vectors_[rows] @ self.vectors_[query_row]
+
+    def text_scores(self, text, rows):
+        return self.vectors_[rows] @ self.featurizer_.encode_texts([text])[0]
 
 
 class RRFBaseline(Baseline):
@@ -97,9 +112,15 @@ class RRFBaseline(Baseline):
         return self
 
     def scores(self, query_row, rows):
-        out = np.zeros(len(rows))
-        for part in self.parts_:
-            order = np.argsort(-part.scores(query_row, rows), kind="stable")
+        return self._fuse([part.scores(query_row, rows) for part in self.parts_])
+
+    def text_scores(self, text, rows):
+        return self._fuse([part.text_scores(text, rows) for part in self.parts_])
+
+    def _fuse(self, scores: list[np.ndarray]) -> np.ndarray:
+        out = np.zeros(len(scores[0]))
+        for part in scores:
+            order = np.argsort(-part, kind="stable")
             ranks = np.empty(len(order))
             ranks[order] = np.arange(1, len(order) + 1)
             out += 1.0 / (self.k + ranks)
@@ -117,3 +138,18 @@ def make_baseline(name: str, *, cache_dir: str | None = None, rows: np.ndarray |
     if name == "rrf":
         return RRFBaseline(cache_dir=cache_dir, rows=rows)
     raise InvalidParameter(f"unknown baseline {name!r}; allowed: {', '.join(BASELINES)}")
+
+
+def fit_baselines(index: TrialIndex, names: Sequence[str], *, cache_dir: str | None = None,
+                  rows: np.ndarray | None = None) -> dict[str, Baseline]:
+    """The baselines ``names`` fitted on ``index``, each once (``rrf`` fuses the run's own bm25 and dense)."""
+    fitted: dict[str, Baseline] = {}
+
+    def fit(name: str) -> Baseline:
+        if name not in fitted:
+            baseline = make_baseline(name, cache_dir=cache_dir, rows=rows)
+            parts = (fit("bm25"), fit("dense")) if name == "rrf" else None
+            fitted[name] = baseline.fit(index, parts=parts) if parts else baseline.fit(index)
+        return fitted[name]
+
+    return {name: fit(name) for name in names}

@@ -19,13 +19,14 @@ from typing import Callable, Literal, Mapping, Sequence, Union
 
 import numpy as np
 
-from .baselines import BASELINES, make_baseline
+from .baselines import BASELINES, fit_baselines
 from ..exceptions import InvalidParameter, SourceError
 from ..index.trial_index import TrialIndex
 from ..ranking.ranker import Ranker
 
 __all__ = [
     "read_pairs",
+    "labelled_queries",
     "evaluate",
     "EvaluationResult",
     "bootstrap_interval",
@@ -45,7 +46,8 @@ RERANK_METRICS = {
 }
 RETRIEVE_METRICS = {"R@10": "recall@10", "R@50": "recall@50", "nDCG@10": "ndcg@10", "MRR": "mrr@100"}
 RETRIEVE_DEPTH = 100
-HEADLINE = {"rerank": ("nDCG@5", "P@1", "MAP"), "retrieve": ("R@10", "nDCG@10", "MRR")}
+HEADLINE = {"rerank": ("nDCG@5", "P@1", "MAP"), "retrieve": ("R@10", "nDCG@10", "MRR"),
+            "search": ("R@10", "nDCG@10", "MRR")}
 """The metrics whose intervals and paired differences a report shows, per mode."""
 BOOTSTRAP_RESAMPLES = 10_000
 
@@ -176,6 +178,24 @@ def _order_dict(ids: Sequence[str], order: np.ndarray) -> dict[str, float]:
     return {ids[i]: float(n - r) for r, i in enumerate(order)}
 
 
+def labelled_queries(index: TrialIndex, pairs: dict[str, dict[str, int]]) -> tuple[dict[str, dict[str, int]], int, list[str]]:
+    """The queries of ``pairs`` that the index holds with at least one positive candidate it holds,
+    how many others were skipped, and the labelled trials the index lacks (logged)."""
+    missing = sorted({q for q in pairs if q not in index} | {c for cs in pairs.values() for c in cs if c not in index})
+    if missing:
+        logger.warning("%d labelled trials are not in the index and are left out: %s", len(missing), missing[:10])
+    queries, skipped = {}, 0
+    for q, cands in pairs.items():
+        cands = {c: l for c, l in cands.items() if c in index}
+        if q not in index or not any(cands.values()):
+            skipped += 1
+            continue
+        queries[q] = cands
+    if not queries:
+        raise InvalidParameter("no query with a positive candidate is in the index")
+    return queries, skipped, missing
+
+
 def evaluate(
     index: TrialIndex,
     pairs: dict[str, dict[str, int]],
@@ -199,34 +219,14 @@ def evaluate(
         engines = {"engine": ranker or Ranker(index)}
     if not engines or set(engines) & set(baselines):
         raise InvalidParameter(f"engine names must be given and differ from the baselines: {list(engines)}")
-    missing = sorted({q for q in pairs if q not in index} | {c for cs in pairs.values() for c in cs if c not in index})
-    if missing:
-        logger.warning("%d labelled trials are not in the index and are left out: %s", len(missing), missing[:10])
-    queries, skipped = {}, 0
-    for q, cands in pairs.items():
-        cands = {c: l for c, l in cands.items() if c in index}
-        if q not in index or not any(cands.values()):
-            skipped += 1
-            continue
-        queries[q] = cands
-    if not queries:
-        raise InvalidParameter("no query with a positive candidate is in the index")
+    queries, skipped, missing = labelled_queries(index, pairs)
     qrels = {q: {c: 1 for c, l in cands.items() if l} for q, cands in queries.items()}
 
     if mode == "rerank":
         needed = sorted({index.row(x) for q, cs in queries.items() for x in (q, *cs)})
     else:
         needed = None
-    fitted: dict = {}
-
-    def fit(name: str):  # each baseline fitted once: rrf fuses the bm25 and dense of the run
-        if name not in fitted:
-            baseline = make_baseline(name, cache_dir=cache_dir, rows=needed)
-            parts = (fit("bm25"), fit("dense")) if name == "rrf" else None
-            fitted[name] = baseline.fit(index, parts=parts) if parts else baseline.fit(index)
-        return fitted[name]
-
-    methods = {name: fit(name) for name in baselines}
+    methods = fit_baselines(index, baselines, cache_dir=cache_dir, rows=needed)
     runs: dict[str, dict] = {**{name: {} for name in engines}, **{name: {} for name in methods}}
     all_rows = np.arange(len(index))
     for q, cands in queries.items():

@@ -31,8 +31,9 @@ from .diversity import Diversity
 from .explain import explain
 from .filters import Filters
 from .signals import QueryFeatures, Signals, SignalComputer
+from .text_query import TextQuery, Vocabulary, text_query
 
-__all__ = ["Filters", "RelatedTrial", "Ranker", "QueryFeatures"]
+__all__ = ["Filters", "RelatedTrial", "Ranker", "QueryFeatures", "SearchResult"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,18 @@ class RelatedTrial:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """The trials most related to a free-text query, and what the text was read as."""
+
+    query: str
+    matched: dict[str, list[str]]
+    related: list[RelatedTrial]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "matched": self.matched, "related": [r.to_dict() for r in self.related]}
 
 
 class Ranker:
@@ -79,6 +92,7 @@ class Ranker:
         self.n_candidates = n_candidates
         self.diversity = diversity
         self._masks: dict[tuple[str, str], np.ndarray] = {}
+        self._vocabulary: Vocabulary | None = None
 
     def with_blend(self, blend: Blend | None = None, *, diversity=...) -> "Ranker":
         """A ranker sharing this one's index and precomputed data, with another blend (or diversity)."""
@@ -181,6 +195,34 @@ class Ranker:
         if trial.nct_id in self.index:  # a newer version of an indexed trial: never list itself
             query.row = self.index.row(trial.nct_id)
         return self._related(query, k, filters)
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The index's condition and intervention terms (read once, on the first search)."""
+        if self._vocabulary is None:
+            self._vocabulary = Vocabulary.from_index(self.index)
+        return self._vocabulary
+
+    def text_query(self, text: str, *, summary: bool = defaults.SEARCH_FILLS_SUMMARY) -> TextQuery:
+        """``text`` read as a trial document (raises InvalidParameter for an empty, over-long or
+        word-less text); see :mod:`similarity.ranking.text_query`."""
+        return text_query(text, self.vocabulary, summary=summary)
+
+    def search(self, text: str, k: int = 10, *, filters: Filters | None = None) -> SearchResult:
+        """The ``k`` indexed trials most related to a free-text query (loads the model); raises
+        InvalidParameter for an empty, over-long or letter-less text."""
+        return self.search_query(self.text_query(text), k, filters=filters)
+
+    def search_query(self, parsed: TextQuery, k: int = 10, *, filters: Filters | None = None,
+                     exclude: str | None = None) -> SearchResult:
+        """The ``k`` indexed trials most related to a text already read as a document;
+        ``exclude`` leaves one indexed trial out of the list (an evaluation's query trial)."""
+        if k < 1:
+            raise InvalidParameter(f"k must be >= 1, got {k}")
+        query = self.features_of_trial(parsed.trial)
+        if exclude is not None:
+            query.row = self.index.row(exclude)
+        return SearchResult(parsed.text, parsed.matched, self._related(query, k, filters))
 
     def _related(self, query: QueryFeatures, k: int, filters: Filters | None, rows: np.ndarray | None = None) -> list[RelatedTrial]:
         if k < 1:

@@ -2,6 +2,7 @@
 
     GET  /trials/{nct_id}/related   related list of an indexed trial (k, status, phase, ... filters)
     POST /related                   related list of a trial document sent in the body
+    GET  /search?q=TEXT             trials most related to a free-text query (the same filters)
     GET  /trials/{nct_id}           the stored trial's summary fields
     GET  /health                    liveness, the index served (build, fingerprint) and reloads
     POST /admin/reload              load the build ``CURRENT`` names now (bearer token; off without one)
@@ -41,6 +42,7 @@ from ..index import TrialIndex
 from ..ingest import Trial, trial_from_document
 from ..ingest.document_schema import DOCUMENT_SCHEMA
 from ..ranking import Ranker
+from ..ranking.text_query import check_query_text
 from .errors import install_error_handlers, read_json
 from .hotswap import ServedIndex
 from .schemas import (
@@ -50,8 +52,10 @@ from .schemas import (
     Health,
     KParam,
     NctId,
+    QueryText,
     RelatedList,
     ReloadOut,
+    SearchList,
     TrialOut,
 )
 from .widget import CACHE_CONTROL, REGISTRY_URL, add_widget_routes, normalise_id
@@ -218,6 +222,23 @@ def create_app(
         trial = trial_from_document(doc, source="request body")
         items = await run_in_threadpool(ranker_of(request).related_to_trial, trial, k, filters=filters)
         return {"nct_id": trial.nct_id, "related": [r.to_dict() for r in items]}
+
+    @app.get("/search", response_model=SearchList, responses={**_NOT_MODIFIED, 422: {"model": ErrorOut}})
+    async def search(q: QueryText, request: Request, response: Response, filters: FilterQuery, k: KParam = 5):
+        """The ``k`` indexed trials most related to free text (a sentence, a draft synopsis).
+
+        Phrases the index records as conditions or interventions, and a phase the text names, are
+        read as such (``matched``); the text is embedded, so the first call after a start loads nothing
+        more but each call encodes (tens of milliseconds).
+        """
+        ranker = ranker_of(request)
+        text = check_query_text(q)  # 422 with the reason before any work
+        etag = _etag(ranker.index, request)
+        if cached := _not_modified(request, etag):
+            return cached
+        response.headers.update({"ETag": etag, "Cache-Control": CACHE_CONTROL})
+        result = await run_in_threadpool(ranker.search, text, k, filters=filters)
+        return result.to_dict()
 
     @app.get("/trials/{nct_id}", response_model=TrialOut, responses={**_NOT_MODIFIED, 404: {"model": ErrorOut}})
     def trial(nct_id: NctId, request: Request, response: Response):

@@ -25,6 +25,12 @@ class BodyTooLarge(RelatedTrialsError, ValueError):
 _STATUS_OF = ((TrialNotFound, 404), (BodyTooLarge, 413), (InvalidParameter, 422), (InvalidRecord, 422))
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a 2,000-character query is not echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """The one place where errors become HTTP status codes and ``{"detail": message}`` bodies."""
 
@@ -39,7 +45,7 @@ def install_error_handlers(app: FastAPI) -> None:
         parts = []
         for err in exc.errors():
             name = ".".join(str(p) for p in err.get("loc", ())[1:]) or "request"
-            got = f" (got {err['input']!r})" if err.get("input") is not None and err.get("type") != "missing" else ""
+            got = f" (got {_short(err['input'])})" if err.get("input") is not None and err.get("type") != "missing" else ""
             parts.append(f"{name}: {err.get('msg', 'invalid')}{got}")
         return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
 

@@ -106,6 +106,7 @@ class ServedIndex:
             ranker = Ranker(index)
             if self.load_model:
                 index.text_featurizer()
+                ranker.vocabulary  # noqa: B018 - the search vocabulary, read before the swap
             if len(index) > 1:  # the first search builds lazy structures: not on a request
                 ranker.related(index.nct_id(0), 1)
         return ranker

@@ -13,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from ..ingest import InterventionType, Phase, Status, StudyType
 from ..ranking import Filters
 from ..ranking.filters import MAX_AGE
+from ..ranking.text_query import LETTER_PATTERN, MAX_QUERY_CHARS
 
 __all__ = [
     "BEARER", "ErrorOut", "Health", "IndexInfo", "InterventionOut", "KParam", "MAX_FILTER_VALUES", "MAX_ID_CHARS",
-    "MAX_K", "NctId", "Relation", "RelatedItem", "RelatedList", "ReloadOut", "TrialOut", "Why",
+    "MAX_K", "Matched", "NctId", "QueryText", "Relation", "SearchList", "RelatedItem", "RelatedList", "ReloadOut", "TrialOut", "Why",
     "StatusFilter", "PhaseFilter", "InterventionTypeFilter", "StudyTypeFilter", "FilterQuery", "filter_query",
 ]
 
@@ -60,6 +61,20 @@ class RelatedItem(BaseModel):
 
 class RelatedList(BaseModel):
     nct_id: str = Field(description="the query trial")
+    related: list[RelatedItem]
+
+
+class Matched(BaseModel):
+    """What a free-text query was read as: phrases found in the index's vocabularies, phases named."""
+
+    conditions: list[str] = Field(description="phrases of the query the index records as conditions")
+    interventions: list[str] = Field(description="phrases of the query the index records as interventions")
+    phase: list[str] = Field(description="phases the query names ('phase 2' -> PHASE2)")
+
+
+class SearchList(BaseModel):
+    query: str = Field(description="the query text, stripped")
+    matched: Matched
     related: list[RelatedItem]
 
 
@@ -117,6 +132,11 @@ class ErrorOut(BaseModel):
 BEARER = HTTPBearer(auto_error=False, scheme_name="reload token",
                      description="the token the server was started with (--reload-token)")
 KParam = Annotated[int, Query(ge=1, le=MAX_K, description=f"number of related trials (1-{MAX_K})")]
+QueryText = Annotated[str, Query(
+    min_length=1, max_length=MAX_QUERY_CHARS,
+    description=f"a sentence or a draft protocol's synopsis: 1-{MAX_QUERY_CHARS} characters holding a letter",
+), WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS, "pattern": LETTER_PATTERN})]
+"""The pattern (a letter, Python's ``re``) is checked by the ranker's own reading of the text."""
 NctId = Annotated[str, PathParam(max_length=MAX_ID_CHARS, description="an NCT ID (case and spaces ignored)")]
 
 

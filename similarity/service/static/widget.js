@@ -14,10 +14,14 @@
  *   age, sex           an age in years the trial admits; "female" or "male"
  *   start-after, start-before
  *                      start-date range, YYYY-MM-DD (or YYYY-MM, YYYY)
+ *   search             (boolean) show a search box above the list: a query typed there lists the trials
+ *                      most related to that text (GET /search) instead of the trial's related list
+ *   query              the free-text query shown (set by the box, or by the page); empty: the trial's list
  *   api                base URL of the related-trials service (default: where this script came from)
  *   heading            heading text (default "More Related Trials"; heading="" for none)
  *
- * The host element carries state="loading|ready|empty|error" and fires "related-trials:loaded"
+ * Without nct-id, a widget with search shows the box and waits for a query.
+ * The host element carries state="loading|ready|empty|idle|error" and fires "related-trials:loaded"
  * (detail: the API's answer) or "related-trials:error" (detail: {status, message}).
  * Style it from outside with CSS custom properties (--rt-accent, --rt-font, ...) or ::part().
  * No build step and no dependencies: plain modern JavaScript, data rendered with textContent.
@@ -55,6 +59,13 @@
     ".status-active { background: #e6f0fb; color: #174f8c; border-color: #bfd6f1; }",
     ".status-closed { background: #f1f1f1; color: #4d4d4d; border-color: #d8d8d8; }",
     ".status-stopped { background: #fbeaea; color: #8a1f1f; border-color: #efc4c4; }",
+    ".search { display: flex; gap: .4rem; margin: .25rem 0 .6rem; }",
+    ".search[hidden] { display: none; }",
+    ".search input { flex: 1; min-width: 0; font: inherit; padding: .4rem .6rem; border: 1px solid #b9c3ce; border-radius: 6px; }",
+    ".search input:focus-visible, .search button:focus-visible { outline: 3px solid var(--rt-focus, #f2a900); outline-offset: 1px; }",
+    ".search button { font: inherit; padding: .4rem .9rem; border-radius: 6px; border: 1px solid var(--rt-accent, #0b5394);",
+    "  background: var(--rt-accent, #0b5394); color: #fff; cursor: pointer; }",
+    ".read-as { margin: 0 0 .3rem; font-size: .82rem; color: #55616d; }",
     ".why { margin: .35rem 0 0; font-size: .88rem; color: #55616d; }",
     ".message { padding: .9rem 1rem; border-radius: 6px; background: #f4f6f8; color: #3a4652; margin: .5rem 0; }",
     ".message.error { background: #fdf0f0; color: #8a1f1f; border: 1px solid #efc4c4; }",
@@ -89,7 +100,7 @@
 
   class RelatedTrials extends HTMLElement {
     static get observedAttributes() {
-      return ["nct-id", "k", "api", "heading", "country", "recruiting-only"].concat(FILTERS, SINGLE_FILTERS);
+      return ["nct-id", "k", "api", "heading", "country", "recruiting-only", "search", "query"].concat(FILTERS, SINGLE_FILTERS);
     }
 
     constructor() {
@@ -98,7 +109,20 @@
       this._root.appendChild(el("style", { text: STYLE }));
       this._heading = el("h2", { part: "heading", id: "rt-heading" });
       this._body = el("div", { part: "body", "aria-live": "polite" });
-      this._section = el("section", { part: "section" }, [this._heading, this._body]);
+      this._input = el("input", {
+        type: "search", name: "q", maxlength: "2000", part: "search-input", "aria-label": "Search trials by text",
+        placeholder: "Search by text, e.g. metformin in type 2 diabetes",
+      });
+      this._form = el("form", { class: "search", part: "search", role: "search", hidden: "" }, [
+        this._input, el("button", { type: "submit", part: "search-button", text: "Search" }),
+      ]);
+      this._form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        var text = this._input.value.trim();
+        if (text) this.setAttribute("query", text);
+        else this.removeAttribute("query");
+      });
+      this._section = el("section", { part: "section" }, [this._heading, this._form, this._body]);
       this._root.appendChild(this._section);
       this._controller = null;
       this._scheduled = false;
@@ -119,10 +143,12 @@
       queueMicrotask(() => { this._scheduled = false; this._load(); });
     }
 
-    _url(nctId) {
+    _url(nctId, query) {
       var base = this.getAttribute("api") || SCRIPT_BASE;
       if (!base.endsWith("/")) base += "/";
-      var url = new URL("trials/" + encodeURIComponent(nctId) + "/related", new URL(base, window.location.href));
+      var path = query ? "search" : "trials/" + encodeURIComponent(nctId) + "/related";
+      var url = new URL(path, new URL(base, window.location.href));
+      if (query) url.searchParams.set("q", query);
       url.searchParams.set("k", this.getAttribute("k") || "5");
       FILTERS.forEach((name) => {
         (this.getAttribute(name) || "").split(/[\s,]+/).filter(Boolean).forEach(function (value) {
@@ -146,24 +172,32 @@
       this._heading.textContent = heading;
       this._heading.hidden = !heading;
       var nctId = (this.getAttribute("nct-id") || "").trim().toUpperCase();
+      var searching = this.hasAttribute("search") && this.getAttribute("search") !== "false";
+      var query = (this.getAttribute("query") || "").trim();
+      this._form.hidden = !searching;
+      if (this._input.value.trim() !== query) this._input.value = query;
       if (this._controller) this._controller.abort();
-      if (!nctId) return this._fail(0, "No trial given: set the nct-id attribute.");
+      if (!nctId && !query) {
+        if (!searching) return this._fail(0, "No trial given: set the nct-id attribute.");
+        this._setState("idle");
+        return this._show(el("p", { class: "message", role: "status", text: "Type a few words to find related trials." }));
+      }
       var controller = (this._controller = new AbortController());
       this._setState("loading");
       this._show(el("p", { class: "message", role: "status" }, [
         el("span", { class: "spinner", "aria-hidden": "true" }),
-        document.createTextNode("Loading related trials\u2026"),
+        document.createTextNode(query ? "Searching\u2026" : "Loading related trials\u2026"),
       ]));
       var response, data;
       try {
-        response = await fetch(this._url(nctId), { signal: controller.signal, headers: { Accept: "application/json" } });
+        response = await fetch(this._url(nctId, query), { signal: controller.signal, headers: { Accept: "application/json" } });
         data = await response.json().catch(function () { return null; });
       } catch (error) {
         if (error.name === "AbortError") return;
         return this._fail(0, "Related trials could not be loaded (the service did not answer).");
       }
       if (controller.signal.aborted) return;
-      if (response.status === 404) return this._fail(404, "No trial " + nctId + " in the index.");
+      if (response.status === 404 && !query) return this._fail(404, "No trial " + nctId + " in the index.");
       if (!response.ok) {
         var detail = data && typeof data.detail === "string" ? ": " + data.detail : ".";
         var prefix = response.status === 422 ? "Invalid request" : "Related trials could not be loaded";
@@ -174,16 +208,27 @@
 
     _render(data) {
       var items = data.related || [];
+      var readAs = data.matched ? RelatedTrials.readAs(data.matched) : null;
       if (!items.length) {
         this._setState("empty");
-        this._show(el("p", { class: "message", role: "status" , text: "No related trials match these filters." }));
+        var none = data.matched ? "No trials match this search and these filters." : "No related trials match these filters.";
+        this._show(el("p", { class: "message", role: "status", text: none }));
       } else {
         var list = el("ol", { class: "list", part: "list", "aria-label": this._heading.textContent || "Related trials" },
           items.map(function (item) { return RelatedTrials.item(item); }));
-        this._show(list);
+        this._body.replaceChildren.apply(this._body, [readAs, list].filter(Boolean));
         this._setState("ready");
       }
       this.dispatchEvent(new CustomEvent("related-trials:loaded", { detail: data, bubbles: true, composed: true }));
+    }
+
+    /** "Read as: condition type 2 diabetes · intervention metformin · Phase 3" from /search's matched. */
+    static readAs(matched) {
+      var parts = [];
+      (matched.conditions || []).forEach(function (c) { parts.push("condition " + c); });
+      (matched.interventions || []).forEach(function (i) { parts.push("intervention " + i); });
+      (matched.phase || []).forEach(function (p) { parts.push(label(p)); });
+      return el("p", { class: "read-as", part: "read-as", text: "Read as: " + (parts.join(" \u00b7 ") || "text only") });
     }
 
     static item(item) {

@@ -123,7 +123,7 @@ def _header(args, index, result, nested, shipped) -> list[str]:
         f"- pairs: `{args.pairs}`: {result.queries} queries with a positive ({result.skipped} without one skipped)",
         f"- designs the selection chooses among: {', '.join(f'{d.name} ({d.parameters} fitted)' for d in DESIGNS.values())}",
         f"- chosen in the outer folds: {chosen}",
-        f"- shipped (`similarity/default_blend.json`, the same selection on all {result.queries} queries): "
+        f"- shipped (`similarity/ranking/default_blend.json`, the same selection on all {result.queries} queries): "
         f"**{shipped.design}**; inner cross-validated criterion (mean of rerank nDCG@5 and retrieve R@10): {scores}; "
         f"one standard error {shipped.standard_error:.4f}",
         "",

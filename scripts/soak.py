@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         ids = list(TrialIndex.load(index).rows)
         token = secrets.token_urlsafe(24)
         logger.info("serving %d trials for %.0f s", len(ids), args.duration)
-        with server_process(index, env={TOKEN_ENV: token}, args=("--watch", "0")) as server:
+        with server_process(index, env={TOKEN_ENV: token}, args=("--watch", "0", "--workers", "1")) as server:
             logger.info("serving on %s", server.url)
             info = httpx.get(f"{server.url}/health").json()["index"]
             windows = asyncio.run(soak(server.url, server.pid, args, ids, index, cache, token))

@@ -20,6 +20,7 @@ __all__ = [
     "NEIGHBOURS_K",
     "NEIGHBOURS_MIN",
     "MAX_QUERY_CHARS",
+    "STORED_LIST_K",
     "SEARCH_FILLS_SUMMARY",
 ]
 
@@ -75,3 +76,7 @@ SEARCH_FILLS_SUMMARY = True
 """Whether a free-text query also fills the summary field (besides the title and the whole text):
 the reading that query-grouped cross-validation chose in 9 of 10 folds, for titles and for
 condition + intervention sentences alike (``benchmarks/quality.md``, "Free-text search")."""
+
+STORED_LIST_K = 10
+"""Items of each trial's default related list stored with a build (a registry page shows up to 10):
+an unfiltered request for this many or fewer is answered from them, without ranking."""

@@ -191,7 +191,7 @@ def test_sighup_reloads_the_cli_server(builds, served_a):
     _, b = builds
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "similarity.cli", "serve", "--index", str(served_a), "--port", "0", "--watch", "0"],
+        [sys.executable, "-m", "similarity.cli", "serve", "--index", str(served_a), "--port", "0", "--watch", "0", "--workers", "1"],
         env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

@@ -25,7 +25,7 @@ import joblib
 import numpy as np
 from scipy import sparse
 
-from ..exceptions import IndexMismatch, IndexNotFound, TrialNotFound
+from ..exceptions import IndexMismatch, IndexNotFound, InvalidParameter, TrialNotFound
 from ..features import BM25Vectorizer, StructuredFeaturizer, TextFeaturizer
 from ..ingest import Trial
 from ._files import current_name, exclusive_lock, fsync_dir, load_csr, remove_leftovers, save_csr, umask
@@ -33,6 +33,7 @@ from .backends import VectorBackend, load_backend
 from .config import IndexConfig
 from .manifest import Manifest
 from .store import COLUMNS, RowLookup, TrialStore, read_records, trial_columns
+from .stored_lists import StoredLists
 
 __all__ = ["TrialIndex"]
 
@@ -62,6 +63,7 @@ class TrialIndex:
         path: Path | None = None,
         columns: dict[str, np.ndarray] | None = None,
         lexical_norms: np.ndarray | None = None,
+        related_lists: StoredLists | None = None,
     ):
         self.manifest = manifest
         self.trials = trials if isinstance(trials, TrialStore) else list(trials)
@@ -76,6 +78,8 @@ class TrialIndex:
         self.rows = RowLookup(self.columns["nct_id"])
         self._text_featurizer: TextFeaturizer | None = None
         self._lexical_norms = lexical_norms
+        self.related_lists = related_lists
+        """Each trial's default related list, stored with the build (:mod:`.stored_lists`), or None."""
 
     @property
     def config(self) -> IndexConfig:
@@ -186,6 +190,10 @@ class TrialIndex:
             build / "encoders.joblib",
         )
         self.backend.save(build / "backend")
+        if self.related_lists is not None:
+            if len(self.related_lists) != len(self):
+                raise InvalidParameter(f"the stored related lists hold {len(self.related_lists)} rows, the index {len(self)}")
+            self.related_lists.save(build)
         (build / "manifest.json").write_text(json.dumps(self.manifest.to_dict(), indent=2))
         for f in build.rglob("*"):
             if f.is_file():
@@ -261,4 +269,5 @@ class TrialIndex:
             path=build,
             columns=columns,
             lexical_norms=np.load(norms, mmap_mode="r" if mmap else None) if norms.exists() else None,
+            related_lists=StoredLists.load(build, mmap=mmap, count=manifest.count),
         )

@@ -25,12 +25,14 @@ from ..exceptions import InvalidParameter
 from ..features import concatenated_text, structured_table, text_table
 from ..index import TrialIndex
 from ..index.store import column_mask
+from ..index.stored_lists import StoredLists
 from ..ingest import Trial
 from .blend import Blend, blend_from_dict, default_blend
 from .diversity import Diversity
 from .explain import explain
 from .filters import Filters
 from .signals import QueryFeatures, Signals, SignalComputer
+from .precompute import ranker_settings
 from .text_query import TextQuery, Vocabulary, text_query
 
 __all__ = ["Filters", "RelatedTrial", "Ranker", "QueryFeatures", "SearchResult"]
@@ -93,15 +95,26 @@ class Ranker:
         self.diversity = diversity
         self._masks: dict[tuple[str, str], np.ndarray] = {}
         self._vocabulary: Vocabulary | None = None
+        self.use_stored = True
 
-    def with_blend(self, blend: Blend | None = None, *, diversity=...) -> "Ranker":
-        """A ranker sharing this one's index and precomputed data, with another blend (or diversity)."""
+    def with_blend(self, blend: Blend | None = None, *, diversity=..., stored: bool | None = None) -> "Ranker":
+        """A ranker sharing this one's index and precomputed data, with another blend (or diversity);
+        ``stored=False``: one that always ranks, never reading the lists stored with the index."""
         other = copy.copy(self)
         if blend is not None:
             other.blend = blend
         if diversity is not ...:
             other.diversity = diversity
+        if stored is not None:
+            other.use_stored = stored
         return other
+
+    def stored_lists(self, k: int) -> StoredLists | None:
+        """The index's stored lists, where they answer this ranker's unfiltered ``k`` (same settings)."""
+        lists = self.index.related_lists
+        if not self.use_stored or lists is None or k > lists.k:
+            return None
+        return lists if lists.settings == ranker_settings(self) else None
 
     # -------------------------------------------------------------- query features
     def features(self, nct_id: str) -> QueryFeatures:
@@ -179,7 +192,15 @@ class Ranker:
         return ids[(ids >= 0) & (ids != (query.row if query.row is not None else -1))][:n]
 
     def related(self, nct_id: str, k: int = 10, *, filters: Filters | None = None) -> list[RelatedTrial]:
-        """The ``k`` trials most related to indexed trial ``nct_id`` (raises TrialNotFound)."""
+        """The ``k`` trials most related to indexed trial ``nct_id`` (raises TrialNotFound).
+
+        Unfiltered lists of up to :data:`~similarity.defaults.STORED_LIST_K` trials are read from
+        the lists stored with the index where it has them (:mod:`.precompute`): the same items.
+        """
+        if k < 1:
+            raise InvalidParameter(f"k must be >= 1, got {k}")
+        if not filters and (lists := self.stored_lists(k)) is not None:
+            return [RelatedTrial(**item) for item in lists.items(self.index.row(nct_id), k)]
         query = self.features(nct_id)
         lists = self.index.backend.neighbours
         if lists is not None and not filters and max(self.n_candidates, k) <= lists.k:
@@ -195,6 +216,12 @@ class Ranker:
         if trial.nct_id in self.index:  # a newer version of an indexed trial: never list itself
             query.row = self.index.row(trial.nct_id)
         return self._related(query, k, filters)
+
+    def related_json(self, nct_id: str, k: int) -> bytes | None:
+        """The stored unfiltered list of ``nct_id`` as the inside of a JSON array, or None where this
+        ranker must rank it (no stored lists, other settings, ``k`` beyond them)."""
+        lists = self.stored_lists(k)
+        return None if lists is None else lists.items_json(self.index.row(nct_id), k)
 
     @property
     def vocabulary(self) -> Vocabulary:
@@ -236,7 +263,8 @@ class Ranker:
         reranked = set(order[:depth].tolist()) if depth else set()
         duplicates: dict[int, list[int]] = {}
         if self.diversity is not None:
-            reordered = self.diversity.reorder(self.index, rows, order, k)
+            # Looked at as for a stored list's length, so a shorter list is its first k items.
+            reordered = self.diversity.reorder(self.index, rows, order, max(k, defaults.STORED_LIST_K))
             order, duplicates = reordered.order, reordered.duplicates
         fields = self.index.config.text_fields
         field_cols = [signals.names.index(f"field:{f}") for f in fields]

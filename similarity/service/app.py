@@ -58,6 +58,7 @@ from .schemas import (
     SearchList,
     TrialOut,
 )
+from .stored_route import StoredListsMiddleware
 from .widget import CACHE_CONTROL, REGISTRY_URL, add_widget_routes, normalise_id
 
 __all__ = ["create_app", "RELOAD_TOKEN_ENV"]
@@ -72,13 +73,17 @@ _NOT_MODIFIED = {304: {"description": "Not Modified: If-None-Match named the cur
 
 
 def _etag(index: TrialIndex, request: Request) -> str:
-    """An entity tag for this index build and this request's path and (sorted) query.
+    """An entity tag for this index build and this request's path and (sorted) query."""
+    return etag_of(index, request.url.path, request.query_params.multi_items())
+
+
+def etag_of(index: TrialIndex, path: str, query) -> str:
+    """The entity tag of ``path`` with ``query`` (name, value pairs) on this index build.
 
     The build is part of it: a rebuild of the same trials (same fingerprint) with other settings
     can rank them differently.
     """
-    query = sorted(request.query_params.multi_items())
-    key = json.dumps([index.fingerprint, index.path.name if index.path else None, request.url.path, query])
+    key = json.dumps([index.fingerprint, index.path.name if index.path else None, path, sorted(query)])
     return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
 
 
@@ -178,7 +183,8 @@ def create_app(
         summary="Which other clinical trials are most related to this one?",
         lifespan=lifespan,
     )
-    if cors_origins:
+    app.add_middleware(StoredListsMiddleware, ranker_of=lambda app: app.state.served.ranker, etag=etag_of)
+    if cors_origins:  # added last: outermost, so the stored lists' answers get CORS headers too
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(cors_origins),
@@ -192,18 +198,27 @@ def create_app(
         """The ranker this request answers with: read once, kept to the end (hot swap safe)."""
         return request.app.state.served.ranker
 
-    @app.get("/trials/{nct_id}/related", response_model=RelatedList, responses={**_NOT_MODIFIED, **_ERRORS})
+    @app.get("/trials/{nct_id}/related", response_model=RelatedList, response_model_exclude_unset=True,
+             responses={**_NOT_MODIFIED, **_ERRORS})
     def related(
         nct_id: NctId, request: Request, response: Response, filters: FilterQuery, k: KParam = 5,
     ):
-        """The ``k`` indexed trials most related to indexed trial ``nct_id``."""
+        """The ``k`` indexed trials most related to indexed trial ``nct_id``.
+
+        An unfiltered list is read from the lists stored with the index where it has them (built
+        with ``--lists``), so it costs a lookup; a filtered one is ranked.
+        """
         ranker = ranker_of(request)
         nct_id = normalise_id(nct_id)
         ranker.index.row(nct_id)  # 404 for an unknown trial before any other work
         etag = _etag(ranker.index, request)
         if cached := _not_modified(request, etag):
             return cached
-        response.headers.update({"ETag": etag, "Cache-Control": CACHE_CONTROL})
+        headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+        if not filters and (stored := ranker.related_json(nct_id, k)) is not None:
+            body = b'{"nct_id":"' + nct_id.encode("ascii") + b'","related":[' + stored + b"]}"
+            return Response(body, media_type="application/json", headers=headers)
+        response.headers.update(headers)
         items = ranker.related(nct_id, k, filters=filters)
         return {"nct_id": nct_id, "related": [r.to_dict() for r in items]}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -19,28 +20,66 @@ from typing import IO, Iterator, Mapping, Sequence
 from ..exceptions import InvalidParameter
 from .app import create_app
 
-__all__ = ["RunningServer", "serve", "serve_in_thread", "server_process"]
+__all__ = ["RunningServer", "app_from_environment", "serve", "serve_in_thread", "server_process"]
 
 STDERR_TAIL = 2000
 """Characters of a failed server's stderr quoted in the error."""
 
 
+WORKER_READY_SECONDS = 300
+"""How long a restarted worker may take to load its index and model before the restart is abandoned."""
+CONFIG_ENV = "RELATED_TRIALS_SERVE_CONFIG"
+"""How :func:`serve` hands the app's settings to its worker processes (JSON)."""
+
+
 def serve(index_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
           cors_origins: Sequence[str] = (), reload_token: str | None = None,
-          watch_seconds: float | None = 2.0) -> None:
+          watch_seconds: float | None = 2.0, workers: int | None = None) -> None:
     """Serve the API and the widget with uvicorn until interrupted; SIGHUP reloads the index.
 
-    Args are those of :func:`create_app`.
+    Args are those of :func:`create_app`, and ``workers``: processes answering requests (default:
+    the machine's cores). Each maps the same index files (the pages are shared), loads the model
+    for posted documents, and follows ``CURRENT`` on its own (``watch_seconds``); with several,
+    SIGHUP to the parent restarts them all on the current build, and ``POST /admin/reload`` reloads
+    the worker that answers it, the others within ``watch_seconds``.
     """
-    import faiss
     import uvicorn
 
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise InvalidParameter(f"workers must be >= 1, got {workers}")
+    if workers > 1 and not watch_seconds:
+        raise InvalidParameter(f"{workers} workers follow a new build by watching CURRENT: give a watch interval, "
+                               "or serve with one worker (--workers 1) to reload on SIGHUP or POST /admin/reload only")
+    settings = {"index_dir": str(index_dir), "cors_origins": list(cors_origins), "reload_token": reload_token,
+                "watch_seconds": watch_seconds}
+    app = create_app(**settings, reload_on_sighup=True)  # bad settings fail here, not in every worker
+    if workers == 1:
+        _one_thread_per_search()
+        uvicorn.run(app, host=host, port=port, log_level="info")
+        return
+    os.environ[CONFIG_ENV] = json.dumps(settings)
+    # A worker is ready once its index and model are loaded: give a restart (SIGHUP) that long.
+    uvicorn.run("similarity.service.server:app_from_environment", factory=True, workers=workers, host=host,
+                port=port, log_level="info", timeout_worker_healthcheck=WORKER_READY_SECONDS)
+
+
+def app_from_environment():
+    """The app of one worker process of :func:`serve` (settings from ``$RELATED_TRIALS_SERVE_CONFIG``)."""
+    try:
+        settings = json.loads(os.environ[CONFIG_ENV])
+    except (KeyError, ValueError):
+        raise InvalidParameter(f"${CONFIG_ENV} must hold the JSON settings that serve() writes") from None
+    _one_thread_per_search()
+    return create_app(**settings)
+
+
+def _one_thread_per_search() -> None:
     # Requests already run in parallel (one thread each); OpenMP threads inside every single
     # search only contend with them: 1 thread more than halves the related list's latency.
+    import faiss
+
     faiss.omp_set_num_threads(1)
-    app = create_app(index_dir, cors_origins=cors_origins, reload_token=reload_token,
-                     watch_seconds=watch_seconds, reload_on_sighup=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 @contextlib.contextmanager

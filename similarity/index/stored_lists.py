@@ -1,0 +1,117 @@
+"""Related lists stored with a build: each trial's default list, serialised once, read by slicing.
+
+A registry page shows the same related list to everyone until the index changes, so the ranking
+of an indexed trial's unfiltered list is done once, at build (or update) time, and the service
+answers it by reading bytes: each list item is its JSON object, the items of all trials lie end
+to end in one file that is memory-mapped, and ``offsets[row, i]`` is where item ``i`` of ``row``
+starts (``offsets[row, count]`` where its last item ends). A request for the first ``k`` items is
+one slice. Which ranker settings made the lists is kept beside them (``settings``), so a ranker with
+another blend or diversity never answers from them.
+
+Files, in ``BUILD/lists/``: ``items.bin`` (UTF-8 JSON objects, no separators), ``offsets.npy``
+(``int64``, ``(n, k + 1)``; a trial with fewer than ``k`` related trials repeats its end offset),
+``meta.json`` (``k``, ``settings``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..exceptions import IndexMismatch, InvalidParameter
+
+__all__ = ["StoredLists"]
+
+DIRNAME = "lists"
+
+
+class StoredLists:
+    """Serialised related lists of every row of an index.
+
+    Args:
+        items: the JSON bytes of all items, end to end.
+        offsets: ``(n, k + 1)`` byte offsets of each row's items into ``items``.
+        settings: what made the lists (the ranker's blend and diversity, as JSON-able data).
+    """
+
+    def __init__(self, items: np.ndarray | bytes, offsets: np.ndarray, settings: dict[str, Any]):
+        self.data = np.frombuffer(items, dtype=np.uint8) if isinstance(items, (bytes, bytearray)) else items
+        self.offsets = offsets
+        self.settings = settings
+        if offsets.ndim != 2 or offsets.shape[1] < 2:
+            raise InvalidParameter(f"offsets must be (n, k + 1) with k >= 1, got shape {offsets.shape}")
+
+    @property
+    def k(self) -> int:
+        """How many items each list holds (at most)."""
+        return self.offsets.shape[1] - 1
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def count(self, row: int) -> int:
+        """How many items the list of ``row`` holds (fewer than ``k`` in a small index)."""
+        ends = self.offsets[row]
+        return int(np.searchsorted(ends, ends[-1], side="left"))
+
+    def items_json(self, row: int, k: int) -> bytes:
+        """The first ``k`` items of ``row``'s list as a JSON array's inside (``{...},{...}``)."""
+        if k > self.k:
+            raise InvalidParameter(f"the stored lists hold {self.k} items, {k} asked")
+        ends = self.offsets[row]
+        stop = min(k, self.count(row))
+        if stop == 0:
+            return b""
+        return b",".join(bytes(self.data[ends[i]:ends[i + 1]]) for i in range(stop))
+
+    def items(self, row: int, k: int) -> list[dict[str, Any]]:
+        """The first ``k`` items of ``row``'s list, parsed."""
+        return json.loads(b"[" + self.items_json(row, k) + b"]")
+
+    @classmethod
+    def from_items(cls, lists: Sequence[Sequence[bytes]], k: int, settings: dict[str, Any]) -> "StoredLists":
+        """Lists given row by row as the JSON bytes of their items (at most ``k`` each)."""
+        offsets = np.zeros((len(lists), k + 1), dtype=np.int64)
+        position = 0
+        parts = []
+        for row, items in enumerate(lists):
+            if len(items) > k:
+                raise InvalidParameter(f"row {row} has {len(items)} items, more than k={k}")
+            offsets[row, 0] = position
+            for i, item in enumerate(items):
+                parts.append(item)
+                position += len(item)
+                offsets[row, i + 1] = position
+            offsets[row, len(items) + 1:] = position
+        return cls(b"".join(parts), offsets, settings)
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, build: Path) -> None:
+        folder = Path(build) / DIRNAME
+        folder.mkdir()
+        with open(folder / "items.bin", "wb") as fh:
+            fh.write(memoryview(np.ascontiguousarray(self.data)))
+        np.save(folder / "offsets.npy", self.offsets)
+        (folder / "meta.json").write_text(json.dumps({"k": self.k, "settings": self.settings}, indent=2))
+
+    @classmethod
+    def load(cls, build: Path, *, mmap: bool = True, count: int | None = None) -> "StoredLists | None":
+        """The lists of ``build``, or ``None`` where it has none; IndexMismatch where they disagree
+        with the build (``count`` rows)."""
+        folder = Path(build) / DIRNAME
+        if not (folder / "meta.json").exists():
+            return None
+        meta = json.loads((folder / "meta.json").read_text())
+        offsets = np.load(folder / "offsets.npy", mmap_mode="r" if mmap else None)
+        size = (folder / "items.bin").stat().st_size
+        if size:
+            items = np.memmap(folder / "items.bin", dtype=np.uint8, mode="r") if mmap else np.fromfile(folder / "items.bin", dtype=np.uint8)
+        else:
+            items = np.zeros(0, dtype=np.uint8)
+        if offsets.shape[1] != int(meta["k"]) + 1 or (count is not None and len(offsets) != count) or (
+                len(offsets) and int(offsets[-1, -1]) != size):
+            raise IndexMismatch(f"{folder}: the stored related lists disagree with the build; rebuild it")
+        return cls(items, offsets, meta["settings"])

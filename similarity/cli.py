@@ -57,6 +57,15 @@ def _add_diversity(parser: argparse.ArgumentParser) -> None:
                         help=f"near-duplicate trials: spaced out, collapsed, or left as ranked (default {DEFAULT_DIVERSITY})")
 
 
+def _add_listing(parser: argparse.ArgumentParser, *, json_help: str) -> None:
+    """The options of the commands that print a list (related, search)."""
+    parser.add_argument("--index", required=True, metavar="DIR")
+    parser.add_argument("-k", type=int, default=10, help="number of trials listed (default 10)")
+    _add_filters(parser)
+    parser.add_argument("--json", action="store_true", help=json_help)
+    _add_diversity(parser)
+
+
 def _diversity(args):
     from .ranking import Diversity
 
@@ -98,19 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     related = sub.add_parser("related", help="print the trials most related to one trial")
     related.add_argument("nct_id", nargs="?", metavar="NCT_ID", help="an NCT ID in the index")
     related.add_argument("--document", metavar="FILE", help="a trial document (API v2 study JSON or flat record) instead of an NCT ID")
-    related.add_argument("--index", required=True, metavar="DIR")
-    related.add_argument("-k", type=int, default=10, help="number of related trials (default 10)")
-    _add_filters(related)
-    related.add_argument("--json", action="store_true", help="print a JSON array")
-    _add_diversity(related)
+    _add_listing(related, json_help="print a JSON array")
 
     search = sub.add_parser("search", help="print the trials most related to a free-text query")
     search.add_argument("text", metavar="TEXT", help="a sentence or a draft protocol's synopsis, in quotes")
-    search.add_argument("--index", required=True, metavar="DIR")
-    search.add_argument("-k", type=int, default=10, help="number of trials (default 10)")
-    _add_filters(search)
-    search.add_argument("--json", action="store_true", help="print the query as read and the list as JSON")
-    _add_diversity(search)
+    _add_listing(search, json_help="print the query as read and the list as JSON")
 
     evaluate = sub.add_parser("evaluate", help="evaluate on labelled pairs against tfidf, bm25, dense and rrf baselines")
     evaluate.add_argument("--index", required=True, metavar="DIR")

@@ -46,6 +46,26 @@ def test_why_names_only_facts_present_in_both_trials(ranker, index):
     assert checked > 0, "the sample should share at least some facts"
 
 
+def test_a_similar_list_field_names_the_candidates_terms():
+    import numpy as np
+
+    from similarity.ingest import Intervention, Trial
+    from similarity.ranking.explain import explain
+
+    query = Trial("NCT00000001", conditions=("Systemic Scleroderma",),
+                  interventions=(Intervention(None, "Allogeneic Mesenchymal Stem Cells"),))
+    cand = Trial("NCT00000002", conditions=("MSA",), interventions=(
+        Intervention(None, "autologous mesenchymal stem cells"), Intervention(None, "Autologous Mesenchymal Stem Cells"),
+        Intervention(None, "saline")))
+    fields = ("brief_title", "conditions", "interventions")
+    why = explain(query, cand, {}, np.array([np.nan, 0.2, 0.8]), fields)
+    assert why["summary"] == "similar interventions: autologous mesenchymal stem cells · saline"
+    why = explain(query, cand, {}, np.array([np.nan, 0.9, 0.1]), fields)
+    assert why["summary"] == "similar conditions: MSA"
+    why = explain(query, cand, {}, np.array([0.9, 0.1, 0.1]), fields)
+    assert why["summary"] == "similar title"
+
+
 def test_filters_still_return_k_when_enough_trials_match(ranker, index):
     completed = [t for t in index.trials if t.overall_status is Status.COMPLETED]
     assert len(completed) > 6

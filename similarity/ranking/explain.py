@@ -48,6 +48,15 @@ def _distinct(values: Sequence[str]) -> list[str]:
 _LABELS = {"brief_title": "title"}  # field names as a reader says them
 
 
+def _similar(field: str, cand: Trial) -> str:
+    """"similar <field>", naming the candidate's own terms where the field is a list of them."""
+    named = {"conditions": cand.conditions, "interventions": cand.intervention_names}.get(field)
+    terms = _distinct([t for t in named or () if t and t.strip()])[:2]
+    if terms:
+        return f"similar {field}: " + " · ".join(terms)
+    return f"similar {_LABELS.get(field, field)}"
+
+
 def explain(query: Trial, cand: Trial, components: dict[str, float], field_cos, fields) -> dict[str, Any]:
     """Why ``cand`` is related to ``query``: facts present in both, and the score components."""
     shared = {
@@ -77,7 +86,7 @@ def explain(query: Trial, cand: Trial, components: dict[str, float], field_cos, 
     if not reasons:
         best = [f for f, c in zip(fields, field_cos) if not np.isnan(c)]
         best = max(best, key=lambda f: field_cos[list(fields).index(f)]) if best else None
-        reasons.append(f"similar {_LABELS.get(best, best)}" if best else "similar text")
+        reasons.append(_similar(best, cand) if best else "similar text")
     return {
         "shared": shared,
         "phase": phase,

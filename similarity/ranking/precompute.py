@@ -13,6 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .. import defaults
+from .._version import __version__
 from ..index.stored_lists import StoredLists
 
 if TYPE_CHECKING:
@@ -22,8 +23,10 @@ __all__ = ["item_json", "ranker_settings", "store_related_lists"]
 
 
 def ranker_settings(ranker: "Ranker") -> dict[str, Any]:
-    """What decides a ranker's unfiltered lists beyond the index: its blend, diversity, candidates."""
+    """What decides a ranker's unfiltered lists beyond the index: the package release, the blend,
+    diversity and candidates."""
     return {
+        "version": __version__,  # another release may explain or order lists otherwise
         "blend": ranker.blend.to_dict(),
         "diversity": ranker.diversity.to_dict() if ranker.diversity is not None else None,
         "n_candidates": ranker.n_candidates,

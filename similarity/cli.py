@@ -107,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     related = sub.add_parser("related", help="print the trials most related to one trial")
     related.add_argument("nct_id", nargs="?", metavar="NCT_ID", help="an NCT ID in the index")
     related.add_argument("--document", metavar="FILE", help="a trial document (API v2 study JSON or flat record) instead of an NCT ID")
+    related.add_argument("--aspect", choices=["overall", "condition", "intervention", "design"], default="overall",
+                         help="related by everything (default), or by condition, intervention or design only")
     _add_listing(related, json_help="print a JSON array")
 
     search = sub.add_parser("search", help="print the trials most related to a free-text query")
@@ -282,6 +284,8 @@ def _filters(args):
 
 def _format_list(query, related) -> str:
     lines = [f"More Related Trials for {query.nct_id}: {query.title}", ""]
+    if related and related[0].why.get("aspect"):
+        lines[0] = f"Related by {related[0].why['aspect']} to {query.nct_id}: {query.title}"
     if not related:
         lines.append("(no related trial matches)")
     for r in related:
@@ -309,10 +313,10 @@ def _cmd_related(args) -> int:
         except ValueError as exc:
             raise InvalidParameter(f"{args.document} is not valid JSON: {exc}") from None
         query = trial_from_document(doc, source=args.document)
-        related = ranker.related_to_trial(query, k, filters=filters)
+        related = ranker.related_to_trial(query, k, filters=filters, aspect=args.aspect)
     else:
         query = ranker.index.trial(args.nct_id.strip().upper())
-        related = ranker.related(query.nct_id, k, filters=filters)
+        related = ranker.related(query.nct_id, k, filters=filters, aspect=args.aspect)
     if args.json:
         print(json.dumps([r.to_dict() for r in related], indent=2, ensure_ascii=False))
     else:

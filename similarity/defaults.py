@@ -21,6 +21,7 @@ __all__ = [
     "NEIGHBOURS_MIN",
     "MAX_QUERY_CHARS",
     "STORED_LIST_K",
+    "EXACT_FIELD_SCAN",
     "SEARCH_FILLS_SUMMARY",
 ]
 
@@ -80,3 +81,7 @@ condition + intervention sentences alike (``benchmarks/quality.md``, "Free-text 
 STORED_LIST_K = 10
 """Items of each trial's default related list stored with a build (a registry page shows up to 10):
 an unfiltered request for this many or fewer is answered from them, without ranking."""
+
+EXACT_FIELD_SCAN = 200_000
+"""Up to this many trials, an aspect list's extra candidates come from an exact scan of one field's
+vectors; above, from the vector backend's search with that field's vector."""

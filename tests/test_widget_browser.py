@@ -345,3 +345,20 @@ def test_search_widget_without_a_trial_waits_then_shows_refusals(page, base_url)
     page.wait_for_selector("#finder[state=error]")
     message = page.eval_on_selector("#finder", "h => h.shadowRoot.querySelector('[role=alert]').textContent")
     assert message.startswith("Invalid request") and "no letter" in message
+
+
+def test_aspect_selector_lists_the_trials_related_by_that_aspect(page, base_url, api):
+    open_demo(page, base_url)
+    selector = page.get_by_role("combobox", name="Related by")
+    assert selector.is_visible() and selector.input_value() == "overall"
+    expected = api_ids(api, SEED, k=DEMO_K, aspect="intervention")
+    assert expected != api_ids(api, SEED, k=DEMO_K)
+    with page.expect_response(lambda r: "/related?" in r.url and "aspect=intervention" in r.url):
+        selector.select_option("intervention")
+    wait_for_ids(page, expected)
+    assert page.eval_on_selector("related-trials#related", "h => h.getAttribute('aspect')") == "intervention"
+    whys = [item["why"] for item in shown(page)]
+    assert all(w.lower().startswith(("same intervention", "similar intervention")) for w in whys)
+    selector.select_option("overall")
+    wait_for_ids(page, api_ids(api, SEED, k=DEMO_K))
+    assert page.eval_on_selector("related-trials#related", "h => h.hasAttribute('aspect')") is False

@@ -51,14 +51,41 @@ _LABELS = {"brief_title": "title"}  # field names as a reader says them
 def _similar(field: str, cand: Trial) -> str:
     """"similar <field>", naming the candidate's own terms where the field is a list of them."""
     named = {"conditions": cand.conditions, "interventions": cand.intervention_names}.get(field)
+    if named is None and field == "conditions":
+        named = cand.condition_mesh
     terms = _distinct([t for t in named or () if t and t.strip()])[:2]
     if terms:
         return f"similar {field}: " + " · ".join(terms)
     return f"similar {_LABELS.get(field, field)}"
 
 
-def explain(query: Trial, cand: Trial, components: dict[str, float], field_cos, fields) -> dict[str, Any]:
-    """Why ``cand`` is related to ``query``: facts present in both, and the score components."""
+def _words(value: str | None) -> str | None:
+    """``NON_RANDOMIZED`` -> ``non randomized``; ``None`` and ``NA`` (not applicable) -> ``None``."""
+    if not value or value.strip().upper() in ("NA", "N/A"):
+        return None
+    return " ".join(value.replace("_", " ").replace("-", " ").lower().split())
+
+
+def _design(query: Trial, cand: Trial, same_phase: bool) -> str:
+    """"same design: phase 2, interventional, randomized, treatment" (the design facts both share)."""
+    shared = []
+    if same_phase and cand.phase:
+        shared.append(cand.phase.replace("PHASE", "phase ").replace("/", "/").lower())
+    for q, c in ((query.study_type, cand.study_type), (query.allocation, cand.allocation),
+                 (query.primary_purpose, cand.primary_purpose)):
+        q, c = (_words(v.value if hasattr(v, "value") else v) for v in (q, c))
+        if q and q == c:
+            shared.append(c)
+    return "same design: " + ", ".join(shared) if shared else "similar design"
+
+
+def explain(query: Trial, cand: Trial, components: dict[str, float], field_cos, fields,
+            aspect: str = "overall") -> dict[str, Any]:
+    """Why ``cand`` is related to ``query``: facts present in both, and the score components.
+
+    In an aspect's list (``aspect``: condition, intervention, design) the reason of that aspect
+    comes first, and ``why["aspect"]`` names it.
+    """
     shared = {
         "conditions": _shared(query.conditions, cand.conditions),
         "condition_mesh": _shared(query.condition_mesh, cand.condition_mesh),
@@ -83,6 +110,14 @@ def explain(query: Trial, cand: Trial, components: dict[str, float], field_cos, 
         reasons.append(("same intervention: " if len(drugs) == 1 else "same interventions: ") + " · ".join(drugs))
     if phase["relation"] == "same":
         reasons.append(f"same phase ({cand.phase})")
+    first = {"condition": "conditions", "intervention": "interventions"}.get(aspect)
+    if first:  # the aspect's own reason leads: shared terms, or the candidate's similar ones
+        leading = [r for r in reasons if r.lower().startswith("same " + first[:-1])]
+        if not leading:
+            leading = [_similar(first, cand)]
+        reasons = leading + [r for r in reasons if r not in leading]
+    elif aspect == "design":
+        reasons = [_design(query, cand, phase["relation"] == "same")]
     if not reasons:
         best = [f for f, c in zip(fields, field_cos) if not np.isnan(c)]
         best = max(best, key=lambda f: field_cos[list(fields).index(f)]) if best else None
@@ -94,4 +129,5 @@ def explain(query: Trial, cand: Trial, components: dict[str, float], field_cos, 
         "fields": {f: (None if np.isnan(c) else round(float(c), 4)) for f, c in zip(fields, field_cos)},
         "components": components,
         "summary": "; ".join(reasons)[:200],
+        **({"aspect": aspect} if aspect != "overall" else {}),
     }

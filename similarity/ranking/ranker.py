@@ -33,6 +33,7 @@ from .explain import explain
 from .filters import Filters
 from .signals import QueryFeatures, Signals, SignalComputer
 from .precompute import ranker_settings
+from .aspects import ASPECT_FIELDS, Aspect, aspect_blend
 from .text_query import TextQuery, Vocabulary, text_query
 
 __all__ = ["Filters", "RelatedTrial", "Ranker", "QueryFeatures", "SearchResult"]
@@ -96,6 +97,7 @@ class Ranker:
         self._masks: dict[tuple[str, str], np.ndarray] = {}
         self._vocabulary: Vocabulary | None = None
         self.use_stored = True
+        self._aspects: dict[Aspect, "Ranker"] = {}
 
     def with_blend(self, blend: Blend | None = None, *, diversity=..., stored: bool | None = None) -> "Ranker":
         """A ranker sharing this one's index and precomputed data, with another blend (or diversity);
@@ -107,6 +109,7 @@ class Ranker:
             other.diversity = diversity
         if stored is not None:
             other.use_stored = stored
+        other._aspects = {}
         return other
 
     def stored_lists(self, k: int) -> StoredLists | None:
@@ -191,31 +194,36 @@ class Ranker:
         ids = ids[0]
         return ids[(ids >= 0) & (ids != (query.row if query.row is not None else -1))][:n]
 
-    def related(self, nct_id: str, k: int = 10, *, filters: Filters | None = None) -> list[RelatedTrial]:
-        """The ``k`` trials most related to indexed trial ``nct_id`` (raises TrialNotFound).
+    def related(self, nct_id: str, k: int = 10, *, filters: Filters | None = None,
+                aspect: Aspect | str | None = None) -> list[RelatedTrial]:
+        """The ``k`` trials most related to indexed trial ``nct_id`` (raises TrialNotFound), overall
+        or by one ``aspect`` (:mod:`.aspects`: condition, intervention, design).
 
-        Unfiltered lists of up to :data:`~similarity.defaults.STORED_LIST_K` trials are read from
-        the lists stored with the index where it has them (:mod:`.precompute`): the same items.
+        Unfiltered overall lists of up to :data:`~similarity.defaults.STORED_LIST_K` trials are read
+        from the lists stored with the index where it has them (:mod:`.precompute`): the same items.
         """
         if k < 1:
             raise InvalidParameter(f"k must be >= 1, got {k}")
-        if not filters and (lists := self.stored_lists(k)) is not None:
+        aspect = Aspect.parse(aspect)
+        if aspect is Aspect.OVERALL and not filters and (lists := self.stored_lists(k)) is not None:
             return [RelatedTrial(**item) for item in lists.items(self.index.row(nct_id), k)]
         query = self.features(nct_id)
         lists = self.index.backend.neighbours
-        if lists is not None and not filters and max(self.n_candidates, k) <= lists.k:
+        if aspect is Aspect.OVERALL and lists is not None and not filters and max(self.n_candidates, k) <= lists.k:
             # Precomputed at build time (similarity.index.neighbours): the rows the search would return.
             return self._related(query, k, filters, rows=lists.rows(query.row, max(self.n_candidates, k)))
-        return self._related(query, k, filters)
+        return self._related(query, k, filters, aspect=aspect)
 
-    def related_to_trial(self, trial: Trial, k: int = 10, *, filters: Filters | None = None) -> list[RelatedTrial]:
+    def related_to_trial(self, trial: Trial, k: int = 10, *, filters: Filters | None = None,
+                         aspect: Aspect | str | None = None) -> list[RelatedTrial]:
         """The ``k`` indexed trials most related to a trial document (indexed or not)."""
+        aspect = Aspect.parse(aspect)
         if trial.nct_id in self.index and self.index.trial(trial.nct_id) == trial:
-            return self.related(trial.nct_id, k, filters=filters)
+            return self.related(trial.nct_id, k, filters=filters, aspect=aspect)
         query = self.features_of_trial(trial)
         if trial.nct_id in self.index:  # a newer version of an indexed trial: never list itself
             query.row = self.index.row(trial.nct_id)
-        return self._related(query, k, filters)
+        return self._related(query, k, filters, aspect=aspect)
 
     def related_json(self, nct_id: str, k: int) -> bytes | None:
         """The stored unfiltered list of ``nct_id`` as the inside of a JSON array, or None where this
@@ -251,11 +259,54 @@ class Ranker:
             query.row = self.index.row(exclude)
         return SearchResult(parsed.text, parsed.matched, self._related(query, k, filters))
 
-    def _related(self, query: QueryFeatures, k: int, filters: Filters | None, rows: np.ndarray | None = None) -> list[RelatedTrial]:
+    def for_aspect(self, aspect: Aspect | str) -> "Ranker":
+        """The ranker of one aspect's lists: this one with the aspect's blend (overall: itself)."""
+        aspect = Aspect.parse(aspect)
+        if aspect is Aspect.OVERALL:
+            return self
+        if aspect not in self._aspects:
+            self._aspects[aspect] = self.with_blend(aspect_blend(aspect, self.signals.names), stored=False)
+        return self._aspects[aspect]
+
+    def aspect_candidates(self, query: QueryFeatures, aspect: Aspect, n: int, filters: Filters | None) -> np.ndarray:
+        """The overall candidates, and for the condition and intervention aspects the ``n`` trials
+        whose field of that kind is nearest the query's (exact scan up to
+        :data:`~similarity.defaults.EXACT_FIELD_SCAN` trials, else the vector backend's search with
+        the field's vector)."""
+        rows = self.candidates(query, n, filters)
+        field = ASPECT_FIELDS.get(aspect)
+        fields = list(self.index.config.text_fields)
+        if field not in fields or not np.abs(query.field_vectors[fields.index(field)]).sum():
+            return rows
+        vector = np.asarray(query.field_vectors[fields.index(field)], dtype=np.float32)
+        allowed = self.allowed_rows(filters)
+        if len(self.index) <= defaults.EXACT_FIELD_SCAN:
+            scores = np.asarray(self.index.field_vectors[:, fields.index(field)], dtype=np.float32) @ vector
+            keep = np.zeros(len(scores), dtype=bool)
+            keep[allowed if allowed is not None else slice(None)] = True
+            if query.row is not None:
+                keep[query.row] = False
+            scores = np.where(keep, scores, -np.inf)
+            near = np.argsort(-scores, kind="stable")[:n]
+            near = near[np.isfinite(scores[near])]
+        else:
+            _, ids = self.index.backend.search(vector[None], n + 1, allowed=allowed)
+            near = ids[0][(ids[0] >= 0) & (ids[0] != (query.row if query.row is not None else -1))][:n]
+        return np.concatenate([rows, near[~np.isin(near, rows)]])
+
+    def _related(self, query: QueryFeatures, k: int, filters: Filters | None, rows: np.ndarray | None = None,
+                 aspect: Aspect = Aspect.OVERALL) -> list[RelatedTrial]:
         if k < 1:
             raise InvalidParameter(f"k must be >= 1, got {k}")
+        if aspect is not Aspect.OVERALL:
+            ranker = self.for_aspect(aspect)
+            rows = self.aspect_candidates(query, aspect, max(self.n_candidates, k), filters) if rows is None else rows
+            return ranker._rank_rows(query, k, rows, aspect)
         if rows is None:
             rows = self.candidates(query, max(self.n_candidates, k), filters)
+        return self._rank_rows(query, k, rows, aspect)
+
+    def _rank_rows(self, query: QueryFeatures, k: int, rows: np.ndarray, aspect: Aspect) -> list[RelatedTrial]:
         if len(rows) == 0:
             return []
         signals, components, order = self.rank(query, rows)
@@ -272,7 +323,7 @@ class Ranker:
         for i in order[:k]:
             trial = self.index.trials[rows[i]]
             parts = {g: float(v[i]) for g, v in components.items()}
-            why = explain(query.trial, trial, parts, signals.values[i, field_cols], fields)
+            why = explain(query.trial, trial, parts, signals.values[i, field_cols], fields, aspect=aspect.value)
             if depth:
                 why["stage"] = "rerank" if int(i) in reranked else "retrieve"
             if duplicates.get(int(i)):

@@ -1,6 +1,6 @@
 """The HTTP JSON API and the embeddable widget, served with FastAPI and uvicorn.
 
-    GET  /trials/{nct_id}/related   related list of an indexed trial (k, status, phase, ... filters)
+    GET  /trials/{nct_id}/related   related list of an indexed trial (k, aspect, status, phase, ... filters)
     POST /related                   related list of a trial document sent in the body
     GET  /search?q=TEXT             trials most related to a free-text query (the same filters)
     GET  /trials/{nct_id}           the stored trial's summary fields
@@ -47,6 +47,7 @@ from .errors import install_error_handlers, read_json
 from .hotswap import ServedIndex
 from .schemas import (
     BEARER,
+    AspectParam,
     ErrorOut,
     FilterQuery,
     Health,
@@ -202,6 +203,7 @@ def create_app(
              responses={**_NOT_MODIFIED, **_ERRORS})
     def related(
         nct_id: NctId, request: Request, response: Response, filters: FilterQuery, k: KParam = 5,
+        aspect: AspectParam = "overall",
     ):
         """The ``k`` indexed trials most related to indexed trial ``nct_id``.
 
@@ -215,11 +217,11 @@ def create_app(
         if cached := _not_modified(request, etag):
             return cached
         headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
-        if not filters and (stored := ranker.related_json(nct_id, k)) is not None:
+        if not filters and aspect == "overall" and (stored := ranker.related_json(nct_id, k)) is not None:
             body = b'{"nct_id":"' + nct_id.encode("ascii") + b'","related":[' + stored + b"]}"
             return Response(body, media_type="application/json", headers=headers)
         response.headers.update(headers)
-        items = ranker.related(nct_id, k, filters=filters)
+        items = ranker.related(nct_id, k, filters=filters, aspect=aspect)
         return {"nct_id": nct_id, "related": [r.to_dict() for r in items]}
 
     @app.post(
@@ -230,12 +232,12 @@ def create_app(
                                        "content": {"application/json": {"schema": DOCUMENT_SCHEMA}}}},
     )
     async def related_to_document(
-        request: Request, filters: FilterQuery, k: KParam = 5,
+        request: Request, filters: FilterQuery, k: KParam = 5, aspect: AspectParam = "overall",
     ):
         """The ``k`` indexed trials most related to the trial document in the body."""
         doc = await read_json(request, max_body_bytes)
         trial = trial_from_document(doc, source="request body")
-        items = await run_in_threadpool(ranker_of(request).related_to_trial, trial, k, filters=filters)
+        items = await run_in_threadpool(ranker_of(request).related_to_trial, trial, k, filters=filters, aspect=aspect)
         return {"nct_id": trial.nct_id, "related": [r.to_dict() for r in items]}
 
     @app.get("/search", response_model=SearchList, responses={**_NOT_MODIFIED, 422: {"model": ErrorOut}})

@@ -16,7 +16,7 @@ from ..ranking.filters import MAX_AGE
 from ..ranking.text_query import LETTER_PATTERN, MAX_QUERY_CHARS
 
 __all__ = [
-    "BEARER", "ErrorOut", "Health", "IndexInfo", "InterventionOut", "KParam", "MAX_FILTER_VALUES", "MAX_ID_CHARS",
+    "AspectParam", "BEARER", "ErrorOut", "Health", "IndexInfo", "InterventionOut", "KParam", "MAX_FILTER_VALUES", "MAX_ID_CHARS",
     "MAX_K", "Matched", "NctId", "QueryText", "Relation", "SearchList", "RelatedItem", "RelatedList", "ReloadOut", "TrialOut", "Why",
     "StatusFilter", "PhaseFilter", "InterventionTypeFilter", "StudyTypeFilter", "FilterQuery", "filter_query",
 ]
@@ -48,6 +48,8 @@ class Why(BaseModel):
                     "blend orders the first ten, the retrieve blend the rest, so scores compare within a stage")
     near_duplicates: list[str] | None = Field(
         default=None, description="near-duplicate registrations of the same programme spaced out below this one")
+    aspect: Literal["condition", "intervention", "design"] | None = Field(
+        default=None, description="in an aspect's list: the aspect the trial is related by (its reason comes first)")
 
 
 class RelatedItem(BaseModel):
@@ -131,6 +133,8 @@ class ErrorOut(BaseModel):
 
 BEARER = HTTPBearer(auto_error=False, scheme_name="reload token",
                      description="the token the server was started with (--reload-token)")
+AspectParam = Annotated[Literal["overall", "condition", "intervention", "design"], Query(
+    description="related by everything (default), or by condition, intervention or design only")]
 KParam = Annotated[int, Query(ge=1, le=MAX_K, description=f"number of related trials (1-{MAX_K})")]
 QueryText = Annotated[str, Query(
     min_length=1, max_length=MAX_QUERY_CHARS,

@@ -14,6 +14,8 @@
  *   age, sex           an age in years the trial admits; "female" or "male"
  *   start-after, start-before
  *                      start-date range, YYYY-MM-DD (or YYYY-MM, YYYY)
+ *   aspect             overall (default), condition, intervention or design: what the list relates trials by
+ *   aspects            (boolean) show a small "Related by" selector that sets aspect
  *   search             (boolean) show a search box above the list: a query typed there lists the trials
  *                      most related to that text (GET /search) instead of the trial's related list
  *   query              the free-text query shown (set by the box, or by the page); empty: the trial's list
@@ -65,6 +67,9 @@
     ".search input:focus-visible, .search button:focus-visible { outline: 3px solid var(--rt-focus, #f2a900); outline-offset: 1px; }",
     ".search button { font: inherit; padding: .4rem .9rem; border-radius: 6px; border: 1px solid var(--rt-accent, #0b5394);",
     "  background: var(--rt-accent, #0b5394); color: #fff; cursor: pointer; }",
+    ".aspects { display: block; margin: 0 0 .5rem; font-size: .88rem; color: #3a4652; }",
+    ".aspects[hidden] { display: none; }",
+    ".aspects select { font: inherit; margin-left: .3rem; padding: .2rem .4rem; border: 1px solid #b9c3ce; border-radius: 6px; }",
     ".read-as { margin: 0 0 .3rem; font-size: .82rem; color: #55616d; }",
     ".why { margin: .35rem 0 0; font-size: .88rem; color: #55616d; }",
     ".message { padding: .9rem 1rem; border-radius: 6px; background: #f4f6f8; color: #3a4652; margin: .5rem 0; }",
@@ -100,7 +105,7 @@
 
   class RelatedTrials extends HTMLElement {
     static get observedAttributes() {
-      return ["nct-id", "k", "api", "heading", "country", "recruiting-only", "search", "query"].concat(FILTERS, SINGLE_FILTERS);
+      return ["nct-id", "k", "api", "heading", "country", "recruiting-only", "search", "query", "aspect", "aspects"].concat(FILTERS, SINGLE_FILTERS);
     }
 
     constructor() {
@@ -122,7 +127,16 @@
         if (text) this.setAttribute("query", text);
         else this.removeAttribute("query");
       });
-      this._section = el("section", { part: "section" }, [this._heading, this._form, this._body]);
+      this._aspect = el("select", { name: "aspect", part: "aspect-select", "aria-label": "Related by" },
+        [["overall", "Overall"], ["condition", "Condition"], ["intervention", "Intervention"], ["design", "Design"]]
+          .map(function (o) { return el("option", { value: o[0], text: o[1] }); }));
+      this._aspect.addEventListener("change", () => {
+        if (this._aspect.value === "overall") this.removeAttribute("aspect");
+        else this.setAttribute("aspect", this._aspect.value);
+      });
+      this._aspects = el("label", { class: "aspects", part: "aspects", hidden: "" },
+        [document.createTextNode("Related by "), this._aspect]);
+      this._section = el("section", { part: "section" }, [this._heading, this._form, this._aspects, this._body]);
       this._root.appendChild(this._section);
       this._controller = null;
       this._scheduled = false;
@@ -149,6 +163,8 @@
       var path = query ? "search" : "trials/" + encodeURIComponent(nctId) + "/related";
       var url = new URL(path, new URL(base, window.location.href));
       if (query) url.searchParams.set("q", query);
+      var aspect = (this.getAttribute("aspect") || "").trim().toLowerCase();
+      if (!query && aspect && aspect !== "overall") url.searchParams.set("aspect", aspect);
       url.searchParams.set("k", this.getAttribute("k") || "5");
       FILTERS.forEach((name) => {
         (this.getAttribute(name) || "").split(/[\s,]+/).filter(Boolean).forEach(function (value) {
@@ -175,6 +191,8 @@
       var searching = this.hasAttribute("search") && this.getAttribute("search") !== "false";
       var query = (this.getAttribute("query") || "").trim();
       this._form.hidden = !searching;
+      this._aspects.hidden = !(this.hasAttribute("aspects") && this.getAttribute("aspects") !== "false") || !!query;
+      this._aspect.value = (this.getAttribute("aspect") || "overall").trim().toLowerCase();
       if (this._input.value.trim() !== query) this._input.value = query;
       if (this._controller) this._controller.abort();
       if (!nctId && !query) {

@@ -281,7 +281,10 @@ class Ranker:
         vector = np.asarray(query.field_vectors[fields.index(field)], dtype=np.float32)
         allowed = self.allowed_rows(filters)
         if len(self.index) <= defaults.EXACT_FIELD_SCAN:
-            scores = np.asarray(self.index.field_vectors[:, fields.index(field)], dtype=np.float32) @ vector
+            j, step = fields.index(field), 16_384  # in blocks: never a copy of the whole column
+            scores = np.concatenate([
+                np.asarray(self.index.field_vectors[start:start + step, j], dtype=np.float32) @ vector
+                for start in range(0, len(self.index), step)])
             keep = np.zeros(len(scores), dtype=bool)
             keep[allowed if allowed is not None else slice(None)] = True
             if query.row is not None:

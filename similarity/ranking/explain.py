@@ -70,7 +70,7 @@ def _design(query: Trial, cand: Trial, same_phase: bool) -> str:
     """"same design: phase 2, interventional, randomized, treatment" (the design facts both share)."""
     shared = []
     if same_phase and cand.phase:
-        shared.append(cand.phase.replace("PHASE", "phase ").replace("/", "/").lower())
+        shared.append(cand.phase.replace("PHASE", "phase ").lower())
     for q, c in ((query.study_type, cand.study_type), (query.allocation, cand.allocation),
                  (query.primary_purpose, cand.primary_purpose)):
         q, c = (_words(v.value if hasattr(v, "value") else v) for v in (q, c))

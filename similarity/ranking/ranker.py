@@ -97,6 +97,7 @@ class Ranker:
         self._masks: dict[tuple[str, str], np.ndarray] = {}
         self._vocabulary: Vocabulary | None = None
         self.use_stored = True
+        self._stored_match: bool | None = None
         self._aspects: dict[Aspect, "Ranker"] = {}
 
     def with_blend(self, blend: Blend | None = None, *, diversity=..., stored: bool | None = None) -> "Ranker":
@@ -110,6 +111,7 @@ class Ranker:
         if stored is not None:
             other.use_stored = stored
         other._aspects = {}
+        other._stored_match = None
         return other
 
     def stored_lists(self, k: int) -> StoredLists | None:
@@ -117,7 +119,9 @@ class Ranker:
         lists = self.index.related_lists
         if not self.use_stored or lists is None or k > lists.k:
             return None
-        return lists if lists.settings == ranker_settings(self) else None
+        if self._stored_match is None:  # once per ranker, not on every request
+            self._stored_match = lists.settings == ranker_settings(self)
+        return lists if self._stored_match else None
 
     # -------------------------------------------------------------- query features
     def features(self, nct_id: str) -> QueryFeatures:

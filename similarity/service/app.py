@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
-import json
 import logging
 import signal
 import threading
@@ -59,6 +57,7 @@ from .schemas import (
     SearchList,
     TrialOut,
 )
+from .caching import etag_matches, etag_of
 from .stored_route import StoredListsMiddleware
 from .widget import CACHE_CONTROL, REGISTRY_URL, add_widget_routes, normalise_id
 
@@ -78,23 +77,9 @@ def _etag(index: TrialIndex, request: Request) -> str:
     return etag_of(index, request.url.path, request.query_params.multi_items())
 
 
-def etag_of(index: TrialIndex, path: str, query) -> str:
-    """The entity tag of ``path`` with ``query`` (name, value pairs) on this index build.
-
-    The build is part of it: a rebuild of the same trials (same fingerprint) with other settings
-    can rank them differently.
-    """
-    key = json.dumps([index.fingerprint, index.path.name if index.path else None, path, sorted(query)])
-    return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
-
-
 def _not_modified(request: Request, etag: str) -> Response | None:
     """A 304 when the client's ``If-None-Match`` already names ``etag``."""
-    header = request.headers.get("if-none-match")
-    if not header:
-        return None
-    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
-    if etag in tags or "*" in tags:
+    if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": CACHE_CONTROL})
     return None
 
@@ -184,7 +169,7 @@ def create_app(
         summary="Which other clinical trials are most related to this one?",
         lifespan=lifespan,
     )
-    app.add_middleware(StoredListsMiddleware, ranker_of=lambda app: app.state.served.ranker, etag=etag_of)
+    app.add_middleware(StoredListsMiddleware, ranker_of=lambda app: app.state.served.ranker)
     if cors_origins:  # added last: outermost, so the stored lists' answers get CORS headers too
         app.add_middleware(
             CORSMiddleware,
@@ -208,7 +193,8 @@ def create_app(
         """The ``k`` indexed trials most related to indexed trial ``nct_id``.
 
         An unfiltered list is read from the lists stored with the index where it has them (built
-        with ``--lists``), so it costs a lookup; a filtered one is ranked.
+        with ``--lists``; the common request is answered by :mod:`.stored_route` before this route);
+        a filtered one is ranked.
         """
         ranker = ranker_of(request)
         nct_id = normalise_id(nct_id)
@@ -216,11 +202,7 @@ def create_app(
         etag = _etag(ranker.index, request)
         if cached := _not_modified(request, etag):
             return cached
-        headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
-        if not filters and aspect == "overall" and (stored := ranker.related_json(nct_id, k)) is not None:
-            body = b'{"nct_id":"' + nct_id.encode("ascii") + b'","related":[' + stored + b"]}"
-            return Response(body, media_type="application/json", headers=headers)
-        response.headers.update(headers)
+        response.headers.update({"ETag": etag, "Cache-Control": CACHE_CONTROL})
         items = ranker.related(nct_id, k, filters=filters, aspect=aspect)
         return {"nct_id": nct_id, "related": [r.to_dict() for r in items]}
 

@@ -15,6 +15,7 @@ import re
 from typing import Callable
 from urllib.parse import parse_qsl, unquote
 
+from .caching import etag_matches, etag_of
 from .schemas import MAX_ID_CHARS, MAX_K
 from .widget import CACHE_CONTROL
 
@@ -31,13 +32,11 @@ class StoredListsMiddleware:
     Args:
         app: the ASGI app to pass every other request to.
         ranker_of: ``ranker_of(scope_app)`` gives the ranker serving now (read once per request).
-        etag: ``etag(index, path, query_items)`` as the app computes it.
     """
 
-    def __init__(self, app, ranker_of: Callable, etag: Callable):
+    def __init__(self, app, ranker_of: Callable):
         self.app = app
         self.ranker_of = ranker_of
-        self.etag = etag
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -66,9 +65,9 @@ class StoredListsMiddleware:
         stored = ranker.related_json(nct_id, k)
         if stored is None:
             return False
-        etag = self.etag(ranker.index, scope["path"], query)
+        etag = etag_of(ranker.index, scope["path"], query)
         headers = [(b"etag", etag.encode()), (b"cache-control", CACHE_CONTROL.encode())]
-        if _matches(scope, etag):
+        if etag_matches(_header(scope, b"if-none-match"), etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return True
@@ -79,10 +78,6 @@ class StoredListsMiddleware:
         return True
 
 
-def _matches(scope, etag: str) -> bool:
-    """Whether the request's ``If-None-Match`` names ``etag`` (or ``*``)."""
-    for name, value in scope.get("headers", ()):
-        if name == b"if-none-match":
-            tags = {t.strip().removeprefix("W/") for t in value.decode("latin-1").split(",")}
-            return etag in tags or "*" in tags
-    return False
+def _header(scope, name: bytes) -> str | None:
+    """The first value of request header ``name`` (lower case), or None."""
+    return next((value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name), None)

@@ -123,7 +123,7 @@ def evaluate_search(
             runs[name][q] = {index.nct_id(rows[i]): float(RETRIEVE_DEPTH - r) for r, i in enumerate(top)}
 
     per_query: dict = {}
-    _metrics(qrels, {k: v for k, v in runs.items() if k.startswith("design: ")}, RETRIEVE_METRICS, per_query)
+    scores = _metrics(qrels, runs, RETRIEVE_METRICS, per_query)  # every design and baseline, once
     ids = np.array(sorted(texts))
     chosen: Counter = Counter()
     engine_run = {}
@@ -132,8 +132,7 @@ def evaluate_search(
         best = max(SEARCH_DESIGNS, key=lambda d: (round(means[d], 12), -list(SEARCH_DESIGNS).index(d)))
         chosen[best] += 1
         engine_run.update({q: runs[f"design: {best}"][q] for q in ids[test]})
-    runs = {"engine": engine_run, **runs}
-    per_query = {}
-    scores = _metrics(qrels, runs, RETRIEVE_METRICS, per_query)
+    scores = {**_metrics(qrels, {"engine": engine_run}, RETRIEVE_METRICS, per_query), **scores}
+    per_query = {"engine": per_query.pop("engine"), **per_query}
     result = EvaluationResult("search", len(texts), skipped, scores, missing, per_query)
     return SearchEvaluation(kind, result, chosen, texts, _shipped_design())

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import platform
+from collections import Counter
 import shlex
 import subprocess
 import sys
@@ -29,10 +30,11 @@ from similarity.defaults import FUSION_SIGNALS
 from similarity.evaluation import BASELINES, HEADLINE, evaluate, nested_cross_validation, read_pairs
 from similarity.evaluation.search import SEARCH_DESIGNS, evaluate_search
 from similarity.ranking import FusionBlend, blend_from_dict
-from similarity.ranking.selection import DESIGNS, query_signals, select_design
+from similarity.ranking.selection import COVERAGE_WEIGHTS, DESIGNS, query_signals, select_design
 
 NOTES = "<!-- notes -->"
 ENGINE = "engine (nested: design chosen and fitted in each fold)"
+NO_COVERAGE = "engine without aspect coverage (nested, coverage weight 0)"
 PREVIOUS = "previous default (cascade fitted on 17 of these queries; in-sample for them)"
 
 
@@ -72,6 +74,7 @@ def main(argv=None) -> int:
     nested = nested_cross_validation(queries, n_splits=args.folds)
     shipped = select_design(queries)  # what fit-weights --structure select ships
     engines = {ENGINE: nested.engine(ranker)}
+    engines[NO_COVERAGE] = nested_cross_validation(queries, n_splits=args.folds, coverage=(0.0,)).engine(ranker)
     for name in DESIGNS:
         engines[f"design: {name}"] = nested_cross_validation(queries, (name,), n_splits=args.folds).engine(ranker)
     for signal in ranker.signals.names:
@@ -104,6 +107,8 @@ def main(argv=None) -> int:
 
 def _header(args, index, result, nested, shipped) -> list[str]:
     chosen = ", ".join(f"{d} in {n}" for d, n in nested.chosen().most_common())
+    weights = Counter(selection.coverage for _, selection in nested.folds)
+    coverage = ", ".join(f"{w:g} in {n}" for w, n in weights.most_common())
     scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(shipped.scores.items(), key=lambda x: -x[1]))
     return [
         "# Ranking quality on trialsim-dev",
@@ -111,7 +116,9 @@ def _header(args, index, result, nested, shipped) -> list[str]:
         "**Protocol.** Every figure of the engine comes from nested, query-grouped cross-validation: "
         f"the {result.queries} labelled queries are split into {len(nested.folds)} outer folds, and for each fold "
         "the design of the ranker (fusion or learned blend, its structure, its weights and C) is chosen and fitted "
-        "by an inner 4-fold cross-validation on the other folds' queries alone, then scored on the fold's queries. "
+        "by an inner 4-fold cross-validation on the other folds' queries alone, then its aspect-coverage weight "
+        "(xQuAD over the condition and intervention lists, `similarity/ranking/coverage.py`) is chosen on those "
+        "same queries, and both are scored on the fold's queries. "
         "Baselines are computed in the same run on the same index; intervals are 95% bootstrap intervals over "
         "queries, and differences are paired by query.",
         "",
@@ -123,8 +130,10 @@ def _header(args, index, result, nested, shipped) -> list[str]:
         f"- pairs: `{args.pairs}`: {result.queries} queries with a positive ({result.skipped} without one skipped)",
         f"- designs the selection chooses among: {', '.join(f'{d.name} ({d.parameters} fitted)' for d in DESIGNS.values())}",
         f"- chosen in the outer folds: {chosen}",
+        f"- aspect-coverage weight chosen in the outer folds (among {', '.join(f'{w:g}' for w in COVERAGE_WEIGHTS)}; "
+        f"the best mean criterion, the largest among equals): {coverage}",
         f"- shipped (`similarity/ranking/default_blend.json`, the same selection on all {result.queries} queries): "
-        f"**{shipped.design}**; inner cross-validated criterion (mean of rerank nDCG@5 and retrieve R@10): {scores}; "
+        f"**{shipped.design}** with aspect-coverage weight **{shipped.coverage:g}**; inner cross-validated criterion (mean of rerank nDCG@5 and retrieve R@10): {scores}; "
         f"one standard error {shipped.standard_error:.4f}",
         "",
     ]

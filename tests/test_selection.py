@@ -9,6 +9,7 @@ import pytest
 
 from similarity import InvalidParameter, TrialIndex
 from similarity.ranking import FusionBlend, blend_from_dict, default_blend
+from similarity.ranking.coverage import CoveringBlend
 from similarity.cli import main
 from similarity.evaluation import EvaluationResult, bootstrap_interval, nested_cross_validation
 from similarity.ranking.selection import (
@@ -108,14 +109,16 @@ def test_rrf_baseline_fuses_the_ranks_of_bm25_and_dense(index, tmp_path):
     assert make_baseline("rrf").fit(index, parts=(bm25, dense)).scores(0, rows) == pytest.approx(expected)
 
 
-def test_the_shipped_default_is_the_fusion_for_any_layout():
-    assert isinstance(default_blend(("field:brief_title", "field:text", "lexical", "lexical_cosine")), FusionBlend)
-    assert isinstance(default_blend(("field:title", "attr:phase", "lexical")), FusionBlend)
+def test_the_shipped_default_is_the_fusion_with_aspect_coverage_for_any_layout():
+    for names in (("field:brief_title", "field:text", "lexical", "lexical_cosine"), ("field:title", "attr:phase", "lexical")):
+        blend = default_blend(names)
+        assert isinstance(blend, CoveringBlend) and isinstance(blend.base, FusionBlend)
+        assert blend.weight == 0.25 and blend.fitted_on["design"] == "fusion"
 
 
 def test_new_indexes_rank_with_the_fusion(index, ranker):
     assert index.manifest.blend is None  # nothing fitted: the package's default blend
-    assert isinstance(ranker.blend, FusionBlend)
+    assert isinstance(ranker.blend, CoveringBlend) and isinstance(ranker.blend.base, FusionBlend)
     assert "field:text" in ranker.signals.names and "lexical_cosine" in ranker.signals.names
 
 

@@ -187,7 +187,8 @@ def test_fit_weights_cli_saves_the_blend_and_evaluate_cv(capsys, index_dir, inde
 
     shipped = TrialIndex.load(copy)
     assert shipped.manifest.blend is None  # a new index ranks with the package's default: the fusion
-    assert Ranker(shipped).blend.to_dict()["method"] == "fusion"
+    assert Ranker(shipped).blend.to_dict()["method"] == "covering"
+    assert Ranker(shipped).blend.to_dict()["base"]["method"] == "fusion"
     shipped.manifest.blend = BlendWeights().to_dict()
     shipped.save(copy)
     # nested CV re-makes every choice inside the folds: it does not depend on the saved blend
@@ -223,7 +224,8 @@ def test_fit_weights_cli_saves_the_blend_and_evaluate_cv(capsys, index_dir, inde
     saved = TrialIndex.load(copy).manifest.blend
     assert saved["fitted_on"]["design"] in out and saved["fitted_on"]["pairs_file"] == "pairs.tsv"
     assert main(["fit-weights", "--index", str(copy), "--pairs", str(pairs), "--structure", "fusion"]) == 0
-    assert TrialIndex.load(copy).manifest.blend["method"] == "fusion"
+    saved = TrialIndex.load(copy).manifest.blend  # the fusion, with the coverage weight chosen on the same pairs
+    assert (saved["base"] if saved["method"] == "covering" else saved)["method"] == "fusion"
 
 
 def test_numpy_ndcg_equals_ranx(data):

@@ -17,7 +17,7 @@ from sklearn.model_selection import GroupKFold
 
 from ..exceptions import InvalidParameter
 from ..ranking import Blend, Ranker
-from ..ranking.selection import DEFAULT_DESIGNS, QuerySignals, Selection, select_design
+from ..ranking.selection import COVERAGE_WEIGHTS, DEFAULT_DESIGNS, QuerySignals, Selection, select_design
 
 __all__ = ["NestedResult", "nested_cross_validation"]
 
@@ -47,6 +47,7 @@ def nested_cross_validation(
     *,
     n_splits: int = 10,
     inner_splits: int = 4,
+    coverage: Sequence[float] = COVERAGE_WEIGHTS,
 ) -> NestedResult:
     """Run :func:`select_design` inside each of ``n_splits`` outer query-grouped folds.
 
@@ -61,7 +62,8 @@ def nested_cross_validation(
     groups = np.array([q.query_id for q in queries])
     blends, names, folds = {}, {}, []
     for train, test in GroupKFold(n_splits=n_splits).split(groups, groups=groups):
-        selection = select_design([queries[i] for i in train], designs, n_splits=inner_splits)
+        selection = select_design([queries[i] for i in train], designs, n_splits=inner_splits,
+                                  coverage=coverage)
         test_ids = tuple(str(groups[i]) for i in test)
         for q in test_ids:
             blends[q] = selection.blend

@@ -323,9 +323,19 @@ def blend_from_dict(data: Mapping[str, Any]) -> Blend:
                 depth=data.get("depth", RERANK_DEPTH),
                 fitted_on=data.get("fitted_on", {}),
             )
+        if method == "covering":
+            from .coverage import CoveringBlend
+
+            return CoveringBlend(
+                base=blend_from_dict(data["base"]),
+                weight=float(data["weight"]),
+                aspects=tuple(data.get("aspects", ("condition", "intervention"))),
+                head=data.get("head", RERANK_DEPTH),
+                fitted_on=data.get("fitted_on", {}),
+            )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidParameter(f"malformed {method!r} blend: {exc!r}") from None
-    raise InvalidParameter(f"unknown blend method {method!r}; allowed: fusion, wsum, learned, rrf, cascade")
+    raise InvalidParameter(f"unknown blend method {method!r}; allowed: fusion, wsum, learned, rrf, cascade, covering")
 
 
 def default_blend(signal_names: tuple[str, ...]) -> Blend:
@@ -343,6 +353,14 @@ def default_blend(signal_names: tuple[str, ...]) -> Blend:
         blend = blend_from_dict(data)
     except (OSError, ValueError, KeyError, InvalidParameter):
         return FusionBlend()
+    if getattr(blend, "method", None) == "covering":  # the shipped blend with aspect coverage
+        base = _covered_default(blend.base, signal_names)
+        return dataclasses.replace(blend, base=base) if base is blend.base else base
+    return _covered_default(blend, signal_names)
+
+
+def _covered_default(blend: Blend, signal_names: tuple[str, ...]) -> Blend:
+    """``blend`` where it covers the index's signals, else :class:`FusionBlend`."""
     if isinstance(blend, FusionBlend):
         return blend if any(blend.weight_of(n) > 0 for n in signal_names) else FusionBlend()
     stages = (blend.retrieve, blend.rerank) if isinstance(blend, CascadeBlend) else (blend,)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..exceptions import InvalidParameter
 from .blend import Blend, BlendWeights, CascadeBlend
+from .coverage import CoveringBlend
 from .ranker import Ranker
 from .selection import DEFAULT_DESIGNS, DESIGNS, query_signals, select_design
 from .tuning import RANDOM_NEGATIVES, cross_validate_blend, fit_blend, labelled_signals, rerank_ndcg
@@ -99,17 +100,23 @@ class FitReport:
             out.append(f"rerank nDCG@5 on the labelled pairs: fixed weights (nothing fitted) "
                        f"{self.ndcg_fixed:.4f}, learned blend cross-validated by query "
                        f"{self.ndcg_cross_validated:.4f}")
-        weights = getattr(self.blend, "weights", None)
+        blend = self.blend.base if isinstance(self.blend, CoveringBlend) else self.blend
+        weights = getattr(blend, "weights", None)
         if weights is not None:
             out.append("fusion weights: " + ", ".join(f"{k} {v:g}" for k, v in weights))
-        if isinstance(self.blend, CascadeBlend):
-            stages = {"retrieve": self.blend.retrieve, f"rerank (first {self.blend.depth})": self.blend.rerank}
+        if isinstance(blend, CascadeBlend):
+            stages = {"retrieve": blend.retrieve, f"rerank (first {blend.depth})": blend.rerank}
         else:
-            stages = {"": self.blend} if hasattr(self.blend, "coef") else {}
+            stages = {"": blend} if hasattr(blend, "coef") else {}
         for stage, stage_blend in stages.items():
             if stage:
                 out.append(f"{stage}:")
             out.extend(f"  {name:28s} {weight:.4f}" for name, weight in sorted(stage_blend.coef, key=lambda x: -x[1]) if weight)
+        if isinstance(self.blend, CoveringBlend):
+            scores = self.blend.fitted_on.get("coverage_scores", {})
+            out.append(f"aspect coverage of the first {self.blend.head} places ({', '.join(self.blend.aspects)}): "
+                       f"weight {self.blend.weight:g}, the best mean criterion on the same queries "
+                       f"({', '.join(f'{w}: {v:.4f}' for w, v in scores.items())})")
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import defaults
 from ..exceptions import InvalidParameter
-from ..features import concatenated_text, structured_table, text_table
+from ..features import STRUCTURED_COLUMNS, concatenated_text, structured_table, text_table
 from ..index import TrialIndex
 from ..index.store import column_mask
 from ..index.stored_lists import StoredLists
@@ -34,6 +34,7 @@ from .filters import Filters
 from .signals import QueryFeatures, Signals, SignalComputer
 from .precompute import ranker_settings
 from .aspects import ASPECT_FIELDS, Aspect, aspect_blend
+from .coverage import CoveringBlend
 from .text_query import TextQuery, Vocabulary, text_query
 
 __all__ = ["Filters", "RelatedTrial", "Ranker", "QueryFeatures", "SearchResult"]
@@ -155,7 +156,8 @@ class Ranker:
             row=None,
             field_vectors=fv,
             trial_vector=self.index.trial_vectors(fv[None])[0],
-            structured=self.index.structured_featurizer.transform(structured_table([trial])),
+            structured=self.index.structured_featurizer.transform(
+                structured_table([trial], self.index.manifest.structured_columns or STRUCTURED_COLUMNS)),
             lexical=lexical,
             lexical_self=float((lexical @ weights.T).toarray()[0, 0]),
             lexical_weights=weights,
@@ -316,7 +318,12 @@ class Ranker:
     def _rank_rows(self, query: QueryFeatures, k: int, rows: np.ndarray, aspect: Aspect) -> list[RelatedTrial]:
         if len(rows) == 0:
             return []
-        signals, components, order = self.rank(query, rows)
+        signals = self.signals.compute(query, rows)
+        brought: dict[int, str] = {}
+        if isinstance(self.blend, CoveringBlend):
+            components, order, brought = self.blend.cover(signals)
+        else:
+            components, order = self.blend.rank(signals)
         depth = getattr(self.blend, "depth", None)
         reranked = set(order[:depth].tolist()) if depth else set()
         duplicates: dict[int, list[int]] = {}
@@ -330,7 +337,8 @@ class Ranker:
         for i in order[:k]:
             trial = self.index.trials[rows[i]]
             parts = {g: float(v[i]) for g, v in components.items()}
-            why = explain(query.trial, trial, parts, signals.values[i, field_cols], fields, aspect=aspect.value)
+            why = explain(query.trial, trial, parts, signals.values[i, field_cols], fields,
+                          aspect=brought.get(int(i), aspect.value))
             if depth:
                 why["stage"] = "rerank" if int(i) in reranked else "retrieve"
             if duplicates.get(int(i)):

@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.model_selection import GroupKFold
 
 from .blend import FUSION_SIGNALS, Blend, FusionBlend, impute
+from .coverage import CoveringBlend
 from ..exceptions import InvalidParameter
 from .signals import Signals
 from .tuning import RANDOM_NEGATIVES, LabelledSignals, binary_ndcg, fit_blend, random_negative_ids
@@ -42,6 +43,8 @@ __all__ = [
     "select_design",
     "rerank_ndcg5",
     "retrieve_recall10",
+    "choose_coverage",
+    "COVERAGE_WEIGHTS",
 ]
 
 
@@ -214,6 +217,37 @@ class Selection:
     """Each design's mean inner cross-validated criterion."""
     standard_error: float
     queries: tuple[str, ...]
+    coverage: float = 0.0
+    """The aspect-coverage weight chosen with it (:func:`choose_coverage`; 0: none)."""
+
+
+COVERAGE_WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5)
+"""The xQuAD weights :func:`choose_coverage` chooses among (:class:`~similarity.ranking.coverage.CoveringBlend`)."""
+
+
+def choose_coverage(queries: Sequence[QuerySignals], blend: Blend,
+                    weights: Sequence[float] = COVERAGE_WEIGHTS) -> tuple[float, Blend]:
+    """The aspect-coverage weight with the best mean criterion on ``queries`` (the largest among
+    equals), and the blend with it (:class:`~similarity.ranking.coverage.CoveringBlend`; weight 0:
+    ``blend`` itself).
+
+    Quality decides: coverage is kept only where it scores at least as well as the plain blend on
+    the queries given; among weights that score the same, the one that covers most. With one
+    weight, that one.
+    """
+    weights = sorted(dict.fromkeys(float(w) for w in weights))
+    if not weights:
+        raise InvalidParameter("choose_coverage needs at least one weight")
+    blends = {w: blend if w == 0 else CoveringBlend(blend, w) for w in weights}
+    if len(weights) == 1:
+        return weights[0], blends[weights[0]]
+    means = {w: float(np.mean([criterion(b, q) for q in queries])) for w, b in blends.items()}
+    top = max(means.values())
+    best = max(w for w in weights if means[w] >= top - 1e-9)
+    if best == 0:
+        return best, blend
+    scores = {f"{w:g}": round(m, 4) for w, m in means.items()}
+    return best, dataclasses.replace(blends[best], fitted_on={**blend.fitted_on, "coverage_scores": scores})
 
 
 def _inner_scores(queries: Sequence[QuerySignals], designs: Sequence[Design], n_splits: int) -> dict[str, np.ndarray]:
@@ -234,12 +268,14 @@ def select_design(
     designs: Sequence[str] = DEFAULT_DESIGNS,
     *,
     n_splits: int = 4,
+    coverage: Sequence[float] = COVERAGE_WEIGHTS,
 ) -> Selection:
     """Choose among ``designs`` by ``n_splits``-fold cross-validation over ``queries`` alone.
 
     The simplest design (fewest fitted parameters) whose mean criterion is within one standard
     error (of its per-query difference from the best design) of the best is chosen, then fitted on
-    every query given. A single design is fitted without cross-validation.
+    every query given. A single design is fitted without cross-validation. Then the aspect-coverage
+    weight is chosen among ``coverage`` for that blend on the same queries (:func:`choose_coverage`).
     """
     unknown = [d for d in designs if d not in DESIGNS]
     if unknown or not designs:
@@ -247,7 +283,8 @@ def select_design(
     chosen = [DESIGNS[d] for d in dict.fromkeys(designs)]
     ids = tuple(q.query_id for q in queries)
     if len(chosen) == 1:
-        return Selection(chosen[0].name, chosen[0].fit(queries), {}, 0.0, ids)
+        weight, blend = choose_coverage(queries, chosen[0].fit(queries), coverage)
+        return Selection(chosen[0].name, blend, {}, 0.0, ids, weight)
     if len(queries) < 2:
         raise InvalidParameter("choosing a design needs at least 2 labelled queries")
     values = _inner_scores(queries, chosen, min(n_splits, len(queries)))
@@ -261,4 +298,5 @@ def select_design(
         if means[design.name] >= means[best] - se:
             winner = design
             break
-    return Selection(winner.name, winner.fit(queries), means, ses[winner.name], ids)
+    weight, blend = choose_coverage(queries, winner.fit(queries), coverage)
+    return Selection(winner.name, blend, means, ses[winner.name], ids, weight)

@@ -1,0 +1,94 @@
+"""Aspect coverage of the overall list (xQuAD over the condition and intervention lists)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from similarity import InvalidParameter
+from similarity.ranking import FusionBlend, Signals, blend_from_dict
+from similarity.ranking.coverage import CoveringBlend
+from similarity.ranking.selection import choose_coverage, criterion
+from similarity.ranking.signals import signal_group
+
+NAMES = ("field:text", "field:conditions", "field:interventions", "attr:conditions", "attr:intervention_names")
+
+
+def _signals(rows: list[tuple[float, ...]]) -> Signals:
+    values = np.array(rows, dtype=np.float64)
+    return Signals(np.arange(len(values)), NAMES, tuple(signal_group(n) for n in NAMES), values)
+
+
+# Trials 0-4 share the query's condition; trial 5 shares only its intervention (an intervention-aspect
+# neighbour in another disease); the overall blend (whole text) puts it sixth, before four trials
+# that share neither.
+SIX = _signals([
+    (0.90, 0.9, 0.1, 1, 0), (0.88, 0.9, 0.1, 1, 0), (0.86, 0.9, 0.1, 1, 0),
+    (0.84, 0.9, 0.1, 1, 0), (0.82, 0.9, 0.1, 1, 0), (0.70, 0.1, 0.95, 0, 1),
+    *[(0.50, 0.1, 0.1, 0, 0)] * 4,
+])
+TEXT = FusionBlend({"field:text": 1.0})
+
+
+def test_weight_zero_is_the_base_order():
+    _, base = TEXT.rank(SIX)
+    components, order, brought = CoveringBlend(TEXT, 0.0).cover(SIX)
+    assert order.tolist() == base.tolist() == list(range(10)) and brought == {}
+
+
+def test_a_strong_neighbour_of_the_other_aspect_joins_the_head_and_says_why():
+    _, order, brought = CoveringBlend(TEXT, 0.5).cover(SIX)
+    assert order[:2].tolist() == [0, 5]  # after the best condition trial, the intervention one
+    assert brought == {5: "intervention"}
+    assert sorted(order.tolist()) == list(range(10))  # a re-ordering, nothing lost or repeated
+    # the head only: beyond it the base order stands
+    _, order, _ = CoveringBlend(TEXT, 0.5, head=1).cover(SIX)
+    assert order.tolist() == list(range(10))
+
+
+def test_a_list_of_one_kind_keeps_its_order():
+    same = _signals([(0.9 - i / 100, 0.9, 0.1, 1, 0) for i in range(6)])
+    _, order, brought = CoveringBlend(TEXT, 0.5).cover(same)
+    assert order.tolist() == list(range(6)) and brought == {}
+
+
+def test_covering_blend_round_trips_and_refuses_bad_settings():
+    blend = CoveringBlend(FusionBlend(), 0.25, fitted_on={"design": "fusion"})
+    again = blend_from_dict(json.loads(json.dumps(blend.to_dict())))
+    assert again == blend and again.fitted_on == {"design": "fusion"}
+    for bad in ({"weight": 1.5}, {"weight": -0.1}, {"head": 0}, {"aspects": ("design",)}, {"aspects": ()}):
+        with pytest.raises(InvalidParameter):
+            CoveringBlend(FusionBlend(), **{"weight": 0.25, **bad})
+    with pytest.raises(InvalidParameter, match="covering blend"):
+        CoveringBlend(blend, 0.25)
+    with pytest.raises(InvalidParameter, match="malformed"):
+        blend_from_dict({"method": "covering", "weight": 0.25})
+
+
+def test_choose_coverage_keeps_the_best_mean_and_the_most_coverage_among_equals(ranker, index):
+    from test_tuning import mesh_pairs
+    from similarity.ranking.selection import query_signals
+
+    queries = query_signals(ranker, mesh_pairs(index), random_negatives=5)
+    base = FusionBlend()
+    weight, blend = choose_coverage(queries, base, (0.0, 0.25, 0.5))
+    means = {w: np.mean([criterion(base if w == 0 else CoveringBlend(base, w), q) for q in queries])
+             for w in (0.0, 0.25, 0.5)}
+    assert means[weight] == pytest.approx(max(means.values()))
+    assert weight == max(w for w, m in means.items() if m >= max(means.values()) - 1e-9)
+    assert (blend is base) if weight == 0 else (blend.weight == weight and "coverage_scores" in blend.fitted_on)
+    assert choose_coverage(queries, base, (0.0,)) == (0.0, base)
+
+
+def test_the_ranker_names_the_aspect_that_brought_a_trial(ranker, index):
+    covering = ranker.with_blend(CoveringBlend(ranker.blend.base if isinstance(ranker.blend, CoveringBlend)
+                                               else ranker.blend, 1.0), stored=False)
+    seen = 0
+    for trial in list(index.trials)[:20]:
+        for item in covering.related(trial.nct_id, 10):
+            if "aspect" in item.why:
+                assert item.why["aspect"] in ("condition", "intervention")
+                seen += 1
+    assert seen  # weight 1: the head is the aspects' alone, some trial is brought by one

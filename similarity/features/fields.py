@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import defaults
 from ..ingest.trial import Trial
+from .kinds import intervention_kinds
 
 __all__ = [
     "TextField",
@@ -135,6 +136,7 @@ STRUCTURED_COLUMNS: tuple[str, ...] = (
     "intervention_mesh",
     "conditions",
     "intervention_names",
+    "intervention_kinds",
 )
 """The structured attributes, in the column order of :func:`structured_table`."""
 
@@ -145,6 +147,7 @@ MULTI_VALUED_COLUMNS: tuple[str, ...] = (
     "intervention_mesh",
     "conditions",
     "intervention_names",
+    "intervention_kinds",
 )
 
 _SEP = "|"
@@ -173,17 +176,20 @@ def attribute_sets(trial: Trial) -> dict[str, frozenset[str]]:
         "intervention_mesh": norm(trial.intervention_mesh),
         "conditions": norm(trial.conditions),
         "intervention_names": norm(trial.intervention_names),
+        "intervention_kinds": intervention_kinds(trial.intervention_names),
     }
 
 
-def structured_table(trials: Sequence[Trial]) -> np.ndarray:
-    """A ``(n_trials, len(STRUCTURED_COLUMNS))`` array of strings for :class:`StructuredFeaturizer`.
+def structured_table(trials: Sequence[Trial], columns: Sequence[str] = STRUCTURED_COLUMNS) -> np.ndarray:
+    """A ``(n_trials, len(columns))`` array of strings for :class:`StructuredFeaturizer`.
 
-    Multi-valued cells are ``|``-joined; a missing value is the empty string.
+    Multi-valued cells are ``|``-joined; a missing value is the empty string. ``columns``: those
+    of :data:`STRUCTURED_COLUMNS` an index encodes (an index built before a column was added
+    encodes fewer).
     """
-    table = np.empty((len(trials), len(STRUCTURED_COLUMNS)), dtype=object)
+    table = np.empty((len(trials), len(columns)), dtype=object)
     for i, trial in enumerate(trials):
         sets = attribute_sets(trial)
-        for j, column in enumerate(STRUCTURED_COLUMNS):
+        for j, column in enumerate(columns):
             table[i, j] = _SEP.join(sorted(sets[column]))
     return table

@@ -7,7 +7,9 @@ stem-cell trial in systemic sclerosis — so each aspect ranks with the signals 
 - ``condition``: the conditions field (conditions, keywords and condition MeSH terms, embedded),
   the overlap of condition names and of condition MeSH terms;
 - ``intervention``: the interventions field (intervention names and MeSH terms, embedded), the
-  overlap of intervention names, of intervention MeSH terms and of intervention types;
+  overlap of intervention names, of intervention MeSH terms, of intervention types and of the
+  interventions' kinds (the head noun of each name: "cells", "vaccine", "antibody";
+  :mod:`similarity.features.kinds`), so a cell therapy meets cell therapies in other diseases;
 - ``design``: the overlap of phase, study type, allocation and primary purpose, among trials of
   the same topic (the overall candidates), with the whole-text cosine at half weight to order
   trials whose designs tie.
@@ -53,7 +55,8 @@ class Aspect(str, Enum):
 ASPECT_SIGNALS: dict[Aspect, dict[str, float]] = {
     Aspect.CONDITION: {"field:conditions": 1.0, "attr:conditions": 1.0, "attr:condition_mesh": 1.0},
     Aspect.INTERVENTION: {"field:interventions": 1.0, "attr:intervention_names": 1.0,
-                          "attr:intervention_mesh": 1.0, "attr:intervention_types": 1.0},
+                          "attr:intervention_mesh": 1.0, "attr:intervention_types": 1.0,
+                          "attr:intervention_kinds": 1.0},
     Aspect.DESIGN: {"attr:phase": 1.0, "attr:study_type": 1.0, "attr:allocation": 1.0,
                     "attr:primary_purpose": 1.0, "field:text": 0.5},
 }

@@ -8,6 +8,7 @@ import numpy as np
 
 from .signals import phase_ordinal
 from ..ingest.trial import Phase, Trial
+from ..features.kinds import intervention_kinds
 
 __all__ = ["explain"]
 
@@ -92,6 +93,7 @@ def explain(query: Trial, cand: Trial, components: dict[str, float], field_cos, 
         "interventions": _shared(query.intervention_names, cand.intervention_names),
         "intervention_mesh": _shared(query.intervention_mesh, cand.intervention_mesh),
         "intervention_types": [t.value for t in cand.intervention_types or () if t in (query.intervention_types or ())],
+        "intervention_kinds": sorted(intervention_kinds(query.intervention_names) & intervention_kinds(cand.intervention_names)),
     }
     q_status = query.overall_status.value if query.overall_status else None
     c_status = cand.overall_status.value if cand.overall_status else None
@@ -115,6 +117,8 @@ def explain(query: Trial, cand: Trial, components: dict[str, float], field_cos, 
         leading = [r for r in reasons if r.lower().startswith("same " + first[:-1])]
         if not leading:
             leading = [_similar(first, cand)]
+            if first == "interventions" and shared["intervention_kinds"]:  # "... (same kind: cell)"
+                leading = [f"{leading[0]} (same kind: {', '.join(shared['intervention_kinds'][:2])})"]
         reasons = leading + [r for r in reasons if r not in leading]
     elif aspect == "design":
         reasons = [_design(query, cand, phase["relation"] == "same")]

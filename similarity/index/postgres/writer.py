@@ -40,7 +40,7 @@ from ...ingest.trial import age_in_years, date_ordinal
 from .binary_copy import encode_rows
 from .connection import CONTROL_SCHEMA, connect, psycopg, redact
 
-__all__ = ["save_build", "HNSW_M", "HNSW_EF_CONSTRUCTION", "KEEP"]
+__all__ = ["save_build", "save_vectors", "prune", "HNSW_M", "HNSW_EF_CONSTRUCTION", "KEEP"]
 
 logger = logging.getLogger(__name__)
 
@@ -256,3 +256,28 @@ def prune(conn, keep: set[str | None]) -> list[str]:
             except pg.errors.LockNotAvailable:
                 logger.info("build schema %s is still being read; it is dropped by a later save", name)
     return dropped
+
+
+def save_vectors(url: str, vectors: np.ndarray, *, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION) -> str:
+    """Only a ``trial_vectors`` table of ``vectors`` (row ``i`` = ``vectors[i]``) with its HNSW index,
+    in a new schema that does not become current: for benchmarks and backend tests of
+    :class:`~similarity.index.backends.pgvector.PgVectorBackend`. Returns the schema."""
+    from psycopg import sql
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    schema = new_schema_name()
+    conn = connect(url, autocommit=False, register=False)
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            ensure_control(cur)
+            cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            cur.execute(sql.SQL("CREATE TABLE {}.trial_vectors (row int4 PRIMARY KEY, embedding vector({}) NOT NULL)")
+                        .format(sql.Identifier(schema), sql.Literal(vectors.shape[1])))
+            write_vectors(cur, schema, "trial_vectors", ["embedding"], ["vector"], [vectors],
+                          np.arange(len(vectors), dtype=np.int32))
+            create_hnsw(cur, schema, len(vectors), vectors.shape[1], m=m, ef_construction=ef_construction)
+            cur.execute(sql.SQL("ANALYZE {}.trial_vectors").format(sql.Identifier(schema)))
+    finally:
+        conn.close()
+    return schema

@@ -9,7 +9,7 @@ BIN     = $(VENV)/bin
 INDEX  ?= indexes/demo
 DEMO_SOURCES = data/ctgov-legacy-xml-sample.zip data/trialsim-dev/trials.jsonl data/seed/NCT02213705.json
 
-.PHONY: install browser wrk mpnet demo test serve evaluate quality load clean
+.PHONY: install browser wrk mpnet demo demo-pg test serve evaluate quality load clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,17 @@ demo: install $(INDEX)/CURRENT
 	$(BIN)/related-trials related NCT02213705 --index $(INDEX) -k 5
 	@echo
 	$(BIN)/related-trials related NCT00000102 --index $(INDEX) -k 5
+
+# The demo index in the embedded PostgreSQL of $(PG_DATA) (started, and left running, by scripts/pgserver.py):
+# built once, then related lists read from it; serve it with the URL printed last.
+PG_DATA ?= indexes/pg
+demo-pg: install
+	@url=$$($(BIN)/python scripts/pgserver.py $(PG_DATA)) && \
+	{ HF_HUB_OFFLINE=1 $(BIN)/related-trials related NCT02213705 --index "$$url" -k 1 >/dev/null 2>&1 || \
+	  HF_HUB_OFFLINE=1 $(BIN)/related-trials build $(DEMO_SOURCES) --index "$$url" --cache-dir .cache/embeddings; } && \
+	HF_HUB_OFFLINE=1 $(BIN)/related-trials related NCT02213705 --index "$$url" -k 5 && echo && \
+	HF_HUB_OFFLINE=1 $(BIN)/related-trials related NCT00000102 --index "$$url" -k 5 && echo && \
+	echo "serve it: $(BIN)/related-trials serve --index '$$url'"
 
 test: install browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

@@ -46,7 +46,7 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
 
 def _add_loading(parser: argparse.ArgumentParser) -> None:
     """The options of the commands that read records and embed them (build, update)."""
-    parser.add_argument("--cache-dir", default=None, help="embedding cache directory (default DIR/cache)")
+    parser.add_argument("--cache-dir", default=None, help="embedding cache directory (default DIR/cache; none for a postgresql:// index)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad record, leaving the index untouched")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -81,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser("build", help="build an index from registry records (XML, zip, API v2 JSON, CSV, JSONL)")
     build.add_argument("sources", nargs="+", metavar="SOURCE", help="files, directories or zips, any mix of formats")
-    build.add_argument("--index", required=True, metavar="DIR", help="index directory (created; swapped atomically)")
+    build.add_argument("--index", required=True, metavar="DIR",
+                       help="index directory (created; swapped atomically), or a postgresql:// URL (a new schema, "
+                            "switched to in one transaction)")
     build.add_argument("--model", default=None, help="sentence-transformers model name or path (default all-MiniLM-L6-v2)")
     build.add_argument("--fields", default=None, help="comma-separated text fields to embed (default brief_title,conditions,interventions,summary)")
     build.add_argument("--fast", action="store_true",
@@ -124,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
                                "conditions and interventions as a sentence (terms) is searched with the trial left "
                                "out; the same baselines score the text; the reading of the text chosen by cross-validation")
     evaluate.add_argument("--baselines", default="tfidf,bm25,dense,rrf", help="comma-separated baselines (default all)")
-    evaluate.add_argument("--cache-dir", default=None, help="embedding cache directory (default DIR/cache)")
+    evaluate.add_argument("--cache-dir", default=None, help="embedding cache directory (default DIR/cache; none for a postgresql:// index)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.add_argument("--cv", action="store_true",
                           help="nested cross-validation by query: in each outer fold the ranker's design and weights "
@@ -163,6 +165,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--watch", type=float, default=2.0, metavar="SECONDS",
                        help="check DIR/CURRENT this often and swap in a new build (default 2; 0: off)")
     return parser
+
+
+def _cache_dir(args) -> str | None:
+    """The embedding cache: --cache-dir, else DIR/cache for a directory index (none for a URL)."""
+    from .index.postgres import is_index_url
+
+    if getattr(args, "no_cache", False):
+        return None
+    if args.cache_dir or is_index_url(args.index):
+        return args.cache_dir
+    return str(Path(args.index) / "cache")
 
 
 def _k(value: int) -> int:
@@ -225,7 +238,7 @@ def _cmd_build(args) -> int:
     config = IndexConfig(backend=args.backend, **config_kwargs)
     if not trials:
         raise InvalidParameter(_nothing_to_build(report))
-    cache_dir = None if args.no_cache else (args.cache_dir or str(Path(args.index) / "cache"))
+    cache_dir = _cache_dir(args)
     index = build_index(trials, config, cache_dir=cache_dir, progress=not args.quiet)
     _store_lists(index, args.lists, progress=not args.quiet)
     build_dir = index.save(args.index)
@@ -254,7 +267,7 @@ def _cmd_update(args) -> int:
     index = TrialIndex.load(args.index)
     report = LoadReport()
     trials = load_trials(args.sources, strict=args.strict, report=report, progress=not args.quiet) if args.sources else []
-    cache_dir = None if args.no_cache else (args.cache_dir or str(Path(args.index) / "cache"))
+    cache_dir = _cache_dir(args)
     updated, changes = update_index(index, trials, remove=args.remove, cache_dir=cache_dir, progress=not args.quiet)
     if index.related_lists is not None:  # every list is re-ranked: BM25's statistics moved for all
         _store_lists(updated, index.related_lists.k, progress=not args.quiet)
@@ -375,7 +388,7 @@ def _cmd_evaluate(args) -> int:
     pairs = read_pairs(args.pairs)
     index = TrialIndex.load(args.index)
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
-    cache_dir = args.cache_dir or str(Path(args.index) / "cache")
+    cache_dir = _cache_dir(args)
     ranker = Ranker(index, diversity=_diversity(args))
     if args.search:
         return _evaluate_search(args, index, pairs, ranker, cache_dir)

@@ -6,6 +6,10 @@ directory and only then does ``CURRENT`` switch to it (write to a temporary file
 a crash mid-build leaves the previous index in use and untouched, and a half-written build
 is never picked up. :mod:`similarity.index.build` assembles an index; this module holds, saves
 and loads one.
+
+An index URL (``postgresql://...``) instead of a directory saves into, and loads from, a
+PostgreSQL database with pgvector (:mod:`similarity.index.postgres`): each save a new schema,
+switched to in one transaction.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ._files import current_name, exclusive_lock, fsync_dir, load_csr, remove_le
 from .backends import VectorBackend, load_backend
 from .config import IndexConfig
 from .manifest import Manifest
+from .postgres.connection import is_index_url
 from .store import COLUMNS, RowLookup, TrialStore, read_records, trial_columns
 from .stored_lists import StoredLists
 
@@ -64,6 +69,7 @@ class TrialIndex:
         columns: dict[str, np.ndarray] | None = None,
         lexical_norms: np.ndarray | None = None,
         related_lists: StoredLists | None = None,
+        build: str | None = None,
     ):
         self.manifest = manifest
         self.trials = trials if isinstance(trials, TrialStore) else list(trials)
@@ -75,11 +81,18 @@ class TrialIndex:
         self.lexical_vectorizer = lexical_vectorizer
         self.backend = backend
         self.path = path
+        self._build = build
         self.rows = RowLookup(self.columns["nct_id"])
         self._text_featurizer: TextFeaturizer | None = None
         self._lexical_norms = lexical_norms
         self.related_lists = related_lists
         """Each trial's default related list, stored with the build (:mod:`.stored_lists`), or None."""
+
+    @property
+    def build(self) -> str | None:
+        """The name of the saved build this index is (its directory's name, or its PostgreSQL
+        schema); None for an index not saved or loaded."""
+        return self._build or (self.path.name if self.path else None)
 
     @property
     def config(self) -> IndexConfig:
@@ -138,14 +151,23 @@ class TrialIndex:
         return combined / np.maximum(np.linalg.norm(combined, axis=1, keepdims=True), 1e-12)
 
     # ----------------------------------------------------------------- persistence
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path) -> Path | str:
         """Write the index under ``path`` atomically and make it current; returns the build dir.
+
+        ``path`` may be a PostgreSQL URL: the index is written into a new schema that becomes
+        current in the same transaction (:func:`~similarity.index.postgres.save_build`); returns
+        ``"URL (build SCHEMA)"``, the password masked.
 
         One save at a time per directory (an exclusive ``flock`` on ``path/.lock``). Under the lock,
         hidden build directories left by killed saves are removed first; after the switch, every
         finished build other than the new one and the one ``CURRENT`` named before is removed (a
         server that has not reloaded yet keeps reading the previous one).
         """
+        if is_index_url(path):
+            from .postgres import redact, save_build
+
+            self._build, self.path = save_build(self, path), None
+            return f"{redact(path)} (build {self._build})"
         path = Path(path)
         (path / "builds").mkdir(parents=True, exist_ok=True)
         with exclusive_lock(path / ".lock"):
@@ -168,7 +190,7 @@ class TrialIndex:
                 os.fsync(fh.fileno())
             os.replace(pointer, path / "CURRENT")
             fsync_dir(path)
-            self.path = final
+            self.path, self._build = final, None
             keep = {final.name, previous}
             for old in (path / "builds").iterdir():
                 if old.is_dir() and not old.name.startswith(".") and old.name not in keep:
@@ -214,19 +236,15 @@ class TrialIndex:
             IndexNotFound: no finished build is there.
             IndexMismatch: the build has another format version, or another layout than ``expect``.
         """
+        if is_index_url(path):
+            return cls._load_postgres(path, expect)
         path = Path(path)
         try:
             build = path / "builds" / (path / "CURRENT").read_text().strip()
         except OSError:
             raise IndexNotFound(f"no index in {path} (build one with: related-trials build SOURCE --index {path})") from None
         manifest = Manifest.read(build / "manifest.json")
-        config = manifest.config
-        if expect is not None and expect.layout() != config.layout():
-            diff = {k: (v, expect.layout()[k]) for k, v in config.layout().items() if expect.layout()[k] != v}
-            raise IndexMismatch(
-                f"{path} was built with another layout: "
-                + "; ".join(f"{k} is {a!r}, expected {b!r}" for k, (a, b) in diff.items())
-            )
+        _check_layout(manifest, expect, path)
         try:
             index = cls._read_build(build, manifest, mmap)
         except IndexMismatch:
@@ -241,6 +259,24 @@ class TrialIndex:
             raise IndexMismatch(f"{build}: trials.jsonl and columns.npz disagree on the number of trials")
         if len(index) != manifest.count or index.backend.count != manifest.count:
             raise IndexMismatch(f"{build}: holds {len(index)} trials, manifest says {manifest.count}")
+        return index
+
+    @classmethod
+    def _load_postgres(cls, url: str, expect: IndexConfig | None) -> "TrialIndex":
+        from .postgres import open_build, redact
+
+        found = open_build(url)
+        try:
+            _check_layout(found.manifest, expect, redact(url))
+        except BaseException:
+            found.close()
+            raise
+        index = cls(**found.parts(), build=found.schema)
+        where = f"{redact(url)} (build {found.schema})"
+        if len(index) != len(index.columns["nct_id"]) or len(index) != index.field_vectors.shape[0]:
+            raise IndexMismatch(f"{where}: its tables disagree on the number of trials")
+        if len(index) != found.manifest.count or index.backend.count != found.manifest.count:
+            raise IndexMismatch(f"{where}: holds {len(index)} trials, manifest says {found.manifest.count}")
         return index
 
     @classmethod
@@ -270,4 +306,15 @@ class TrialIndex:
             columns=columns,
             lexical_norms=np.load(norms, mmap_mode="r" if mmap else None) if norms.exists() else None,
             related_lists=StoredLists.load(build, mmap=mmap, count=manifest.count),
+        )
+
+
+def _check_layout(manifest: Manifest, expect: IndexConfig | None, where) -> None:
+    """IndexMismatch where ``manifest`` has another layout than ``expect`` (None: anything goes)."""
+    config = manifest.config
+    if expect is not None and expect.layout() != config.layout():
+        diff = {k: (v, expect.layout()[k]) for k, v in config.layout().items() if expect.layout()[k] != v}
+        raise IndexMismatch(
+            f"{where} was built with another layout: "
+            + "; ".join(f"{k} is {a!r}, expected {b!r}" for k, (a, b) in diff.items())
         )

@@ -87,7 +87,7 @@ def _not_modified(request: Request, etag: str) -> Response | None:
 def _index_info(index: TrialIndex) -> dict[str, Any]:
     m = index.manifest
     info = {"model": m.model, "count": m.count, "built_at": m.built_at, "fingerprint": m.fingerprint, "backend": m.backend}
-    return {**info, "build": index.path.name if index.path else None}
+    return {**info, "build": index.build}
 
 
 def _refuse_token(credentials: HTTPAuthorizationCredentials | None, token: str) -> JSONResponse | None:
@@ -122,7 +122,7 @@ def create_app(
     """The FastAPI app over the index in ``index_dir`` (loaded at start-up, not here).
 
     Args:
-        index_dir: an index directory written by ``related-trials build``.
+        index_dir: an index directory written by ``related-trials build``, or a PostgreSQL URL.
         cors_origins: origins allowed to call the API from a browser (``"*"`` for any).
         max_body_bytes: the largest trial document ``POST /related`` accepts (413 above).
         reload_token: the bearer token of ``POST /admin/reload`` (at least 16 characters);
@@ -138,7 +138,7 @@ def create_app(
         )
     if watch_seconds is not None and watch_seconds <= 0:
         raise InvalidParameter(f"watch_seconds must be > 0 or None, got {watch_seconds}")
-    index_dir = Path(index_dir)
+    index_dir = str(index_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -147,7 +147,8 @@ def create_app(
         served.reload()  # the index and the model for posted documents, loaded once here
         app.state.served = served
         index = served.ranker.index
-        logger.info("serving %d trials from %s (ready in %.1f s)", len(index), index.path, time.perf_counter() - started)
+        logger.info("serving %d trials from %s, build %s (ready in %.1f s)", len(index), served.location, index.build,
+                    time.perf_counter() - started)
         stop_watch = served.watch(watch_seconds) if watch_seconds else None
         loop = asyncio.get_running_loop()
         on_sighup = reload_on_sighup and threading.current_thread() is threading.main_thread()

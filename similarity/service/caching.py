@@ -17,7 +17,7 @@ def etag_of(index: TrialIndex, path: str, query: Iterable[tuple[str, str]]) -> s
     The build is part of it: a rebuild of the same trials (same fingerprint) with other settings
     can rank them differently.
     """
-    key = json.dumps([index.fingerprint, index.path.name if index.path else None, path, sorted(query)])
+    key = json.dumps([index.fingerprint, index.build, path, sorted(query)])
     return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
 
 

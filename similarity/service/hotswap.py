@@ -11,6 +11,11 @@ old one keeps serving.
 Three things can trigger a reload: :meth:`ServedIndex.reload` (the service's token-protected
 ``POST /admin/reload``), SIGHUP to ``related-trials serve``, and :meth:`ServedIndex.watch`, a
 background thread that reads ``CURRENT`` every few seconds.
+
+An index URL (``postgresql://...``) works the same way with ``related_trials.current`` in place of
+``CURRENT``: the watch reads that row, a switch there loads the new schema whole, and several
+servers on one database are replicas that each follow the switch within their watch interval
+(a save keeps the build it replaced, so a replica that has not switched yet keeps answering).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..exceptions import InvalidParameter
+from ..index.postgres import connect, current_build, is_index_url
 from ..index.trial_index import TrialIndex
 from ..ranking.ranker import Ranker
 
@@ -67,12 +73,14 @@ class ServedIndex:
     """The current :class:`Ranker` over ``index_dir``, swapped atomically on reload.
 
     Args:
-        index_dir: an index directory written by ``related-trials build``.
+        index_dir: an index directory written by ``related-trials build``, or a PostgreSQL URL.
         load_model: also load the sentence model before a build is served (for posted documents).
     """
 
     def __init__(self, index_dir: str | Path, *, load_model: bool = True):
-        self.index_dir = Path(index_dir)
+        self.url = index_dir.strip() if is_index_url(index_dir) else None
+        self.index_dir = None if self.url else Path(index_dir)
+        self._conn = None  # the watch's connection to the database of a URL
         self.load_model = load_model
         self.reloads = 0
         self.last_error: str | None = None
@@ -91,18 +99,42 @@ class ServedIndex:
     def build(self) -> str | None:
         """The name of the build being served."""
         ranker = self._ranker
-        return ranker.index.path.name if ranker is not None and ranker.index.path else None
+        return ranker.index.build if ranker is not None else None
+
+    @property
+    def location(self) -> str:
+        """The index directory or (password masked) URL served."""
+        from ..index.postgres import redact
+
+        return redact(self.url) if self.url else str(self.index_dir)
 
     def current_name(self) -> str | None:
-        """The build that ``CURRENT`` names on disk now."""
+        """The build that ``CURRENT`` (or the database's ``related_trials.current``) names now."""
+        if self.url:
+            return self._current_in_database()
         try:
             return (self.index_dir / "CURRENT").read_text().strip() or None
         except OSError:
             return None
 
+    def _current_in_database(self) -> str | None:
+        """The schema ``related_trials.current`` names; None while the database cannot be read
+        (the connection is opened again on the next call)."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = connect(self.url, register=False)
+            return current_build(self._conn)
+        except Exception as exc:  # noqa: BLE001 - a watch survives a database restart
+            logger.warning("cannot read the current build of %s: %s", self.location, exc)
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            return None
+
     def _load(self) -> Ranker:
-        with _shared_lock(self.index_dir):
-            index = TrialIndex.load(self.index_dir)
+        lock = _shared_lock(self.index_dir) if self.index_dir else contextlib.nullcontext()
+        with lock:
+            index = TrialIndex.load(self.url or self.index_dir)
             ranker = Ranker(index)
             if self.load_model:
                 index.text_featurizer()
@@ -128,7 +160,7 @@ class ServedIndex:
             except Exception as exc:
                 self._failed = self.current_name()
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                logger.error("cannot load the index in %s, still serving %s: %s", self.index_dir, previous, exc)
+                logger.error("cannot load the index in %s, still serving %s: %s", self.location, previous, exc)
                 if raise_errors:
                     raise
                 return Reload(False, previous, previous, time.perf_counter() - started, self.last_error)

@@ -148,6 +148,11 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--C", default="auto", help="L2 strength of the logistic regression, or 'auto' (default)")
     fit.add_argument("--random-negatives", type=int, default=30, metavar="N",
                      help="random index trials added per query as unrelated (default 30; 0: labelled pairs only)")
+    fit.add_argument("--coverage", default=None, metavar="W[,W...]",
+                     help="aspect-coverage weights (0-1) to choose among with --structure select|fusion "
+                          "(default 0,0.25,0.5: the smallest within one standard error of the best); one "
+                          "weight fixes it, e.g. --coverage 0.25 for an overall list whose head covers the "
+                          "condition and intervention aspects")
     fit.add_argument("--dry-run", action="store_true", help="print the weights and figures, do not save")
     fit.add_argument("--export", metavar="FILE", help="also write the blend as JSON (similarity/ranking/default_blend.json ships it)")
 
@@ -456,13 +461,28 @@ def _cmd_fit_weights(args) -> int:
     from .ranking import FitSettings, fit_weights
 
     settings = FitSettings(structure=args.structure, objective=args.objective, C=args.C,
-                           random_negatives=args.random_negatives)
+                           random_negatives=args.random_negatives, coverage=_coverage_weights(args.coverage))
     pairs = read_pairs(args.pairs)
     index = TrialIndex.load(args.index, mmap=False)
     report = fit_weights(index, pairs, settings)
     for line in report.lines():
         print(line)
     return _save_blend(args, index, report.blend)
+
+
+def _coverage_weights(text: str | None) -> tuple[float, ...]:
+    from .exceptions import InvalidParameter
+    from .ranking.selection import COVERAGE_WEIGHTS
+
+    if text is None:
+        return COVERAGE_WEIGHTS
+    try:
+        weights = tuple(float(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise InvalidParameter(f"--coverage takes weights between 0 and 1, comma-separated; got {text!r}") from None
+    if not weights or any(not 0 <= w <= 1 for w in weights):
+        raise InvalidParameter(f"--coverage takes weights between 0 and 1, comma-separated; got {text!r}")
+    return weights
 
 
 def _save_blend(args, index, blend) -> int:

@@ -67,19 +67,44 @@ def test_covering_blend_round_trips_and_refuses_bad_settings():
         blend_from_dict({"method": "covering", "weight": 0.25})
 
 
-def test_choose_coverage_keeps_the_best_mean_and_the_most_coverage_among_equals(ranker, index):
+def test_choose_coverage_keeps_the_least_coverage_within_one_standard_error(ranker, index):
     from test_tuning import mesh_pairs
     from similarity.ranking.selection import query_signals
 
     queries = query_signals(ranker, mesh_pairs(index), random_negatives=5)
     base = FusionBlend()
-    weight, blend = choose_coverage(queries, base, (0.0, 0.25, 0.5))
-    means = {w: np.mean([criterion(base if w == 0 else CoveringBlend(base, w), q) for q in queries])
-             for w in (0.0, 0.25, 0.5)}
-    assert means[weight] == pytest.approx(max(means.values()))
-    assert weight == max(w for w, m in means.items() if m >= max(means.values()) - 1e-9)
+    grid = (0.0, 0.25, 0.5, 1.0)
+    weight, blend = choose_coverage(queries, base, grid)
+    values = {w: np.array([criterion(base if w == 0 else CoveringBlend(base, w), q) for q in queries]) for w in grid}
+    top = max(grid, key=lambda w: (values[w].mean(), -w))
+    within = [w for w in grid if values[w].mean() >= values[top].mean()
+              - (values[top] - values[w]).std(ddof=1) / np.sqrt(len(queries))]
+    assert weight == min(within)
     assert (blend is base) if weight == 0 else (blend.weight == weight and "coverage_scores" in blend.fitted_on)
+    # one weight is that weight, chosen on nothing
     assert choose_coverage(queries, base, (0.0,)) == (0.0, base)
+    fixed = choose_coverage(queries, base, (0.25,))[1]
+    assert isinstance(fixed, CoveringBlend) and fixed.weight == 0.25
+    with pytest.raises(InvalidParameter, match="coverage weights"):
+        choose_coverage(queries, base, (1.5,))
+
+
+def test_fit_weights_coverage_option(index_dir, index, tmp_path, capsys):
+    from test_tuning import mesh_pairs
+    from similarity.cli import main
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("query_id\tcandidate_id\tlabel\n" + "".join(
+        f"{q}\t{c}\t{label}\n" for q, cands in mesh_pairs(index).items() for c, label in cands.items()))
+    out_file = tmp_path / "blend.json"
+    assert main(["fit-weights", "--index", str(index_dir), "--pairs", str(pairs), "--structure", "fusion",
+                 "--coverage", "0.25", "--dry-run", "--export", str(out_file)]) == 0
+    assert "aspect coverage of the first 10 places (condition, intervention): weight 0.25, as given" in capsys.readouterr().out
+    saved = blend_from_dict(json.loads(out_file.read_text()))
+    assert isinstance(saved, CoveringBlend) and saved.weight == 0.25 and isinstance(saved.base, FusionBlend)
+    for bad in ("2", "x", ","):
+        assert main(["fit-weights", "--index", str(index_dir), "--pairs", str(pairs), "--coverage", bad, "--dry-run"]) != 0
+        assert "--coverage takes weights between 0 and 1" in capsys.readouterr().err
 
 
 def test_the_ranker_names_the_aspect_that_brought_a_trial(ranker, index):

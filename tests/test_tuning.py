@@ -187,8 +187,7 @@ def test_fit_weights_cli_saves_the_blend_and_evaluate_cv(capsys, index_dir, inde
 
     shipped = TrialIndex.load(copy)
     assert shipped.manifest.blend is None  # a new index ranks with the package's default: the fusion
-    assert Ranker(shipped).blend.to_dict()["method"] == "covering"
-    assert Ranker(shipped).blend.to_dict()["base"]["method"] == "fusion"
+    assert Ranker(shipped).blend.to_dict()["method"] == "fusion"
     shipped.manifest.blend = BlendWeights().to_dict()
     shipped.save(copy)
     # nested CV re-makes every choice inside the folds: it does not depend on the saved blend

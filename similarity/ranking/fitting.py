@@ -16,7 +16,7 @@ from ..exceptions import InvalidParameter
 from .blend import Blend, BlendWeights, CascadeBlend
 from .coverage import CoveringBlend
 from .ranker import Ranker
-from .selection import DEFAULT_DESIGNS, DESIGNS, query_signals, select_design
+from .selection import COVERAGE_WEIGHTS, DEFAULT_DESIGNS, DESIGNS, query_signals, select_design
 from .tuning import RANDOM_NEGATIVES, cross_validate_blend, fit_blend, labelled_signals, rerank_ndcg
 
 __all__ = ["FitSettings", "FitReport", "fit_weights", "FIT_STRUCTURES"]
@@ -35,12 +35,15 @@ class FitSettings:
         objective: ``pointwise`` or ``pairwise`` logistic regression (learned structures).
         C: L2 strength of the logistic regression, or ``"auto"`` (chosen by inner cross-validation).
         random_negatives: random index trials added per query as unrelated (0: labelled pairs only).
+        coverage: the aspect-coverage weights the selection chooses among (``select`` and
+            ``fusion``; one weight: that one), see :func:`~similarity.ranking.selection.choose_coverage`.
     """
 
     structure: str = "select"
     objective: str = "pointwise"
     C: float | str = "auto"
     random_negatives: int = RANDOM_NEGATIVES
+    coverage: tuple[float, ...] = COVERAGE_WEIGHTS
 
     def __post_init__(self):
         if self.structure not in FIT_STRUCTURES:
@@ -114,9 +117,13 @@ class FitReport:
             out.extend(f"  {name:28s} {weight:.4f}" for name, weight in sorted(stage_blend.coef, key=lambda x: -x[1]) if weight)
         if isinstance(self.blend, CoveringBlend):
             scores = self.blend.fitted_on.get("coverage_scores", {})
+            chosen = (f"chosen on the same queries ({', '.join(f'{w}: {v:.4f}' for w, v in scores.items())})"
+                      if scores else "as given")
             out.append(f"aspect coverage of the first {self.blend.head} places ({', '.join(self.blend.aspects)}): "
-                       f"weight {self.blend.weight:g}, the best mean criterion on the same queries "
-                       f"({', '.join(f'{w}: {v:.4f}' for w, v in scores.items())})")
+                       f"weight {self.blend.weight:g}, {chosen}")
+        elif self.settings.structure in ("select", "fusion"):
+            out.append("aspect coverage: none (weight 0: no weight among "
+                       f"{', '.join(f'{w:g}' for w in self.settings.coverage)} scored clearly better on these queries)")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,7 +149,7 @@ def fit_weights(index, pairs: Mapping[str, Mapping[str, int]], settings: FitSett
 def _select(ranker: Ranker, pairs, settings: FitSettings) -> FitReport:
     queries = query_signals(ranker, pairs, random_negatives=settings.random_negatives)
     designs = DEFAULT_DESIGNS if settings.structure == "select" else ("fusion",)
-    selection = select_design(queries, designs)
+    selection = select_design(queries, designs, coverage=settings.coverage)
     blend = selection.blend
     blend.fitted_on.update({"design": selection.design, "queries": len(queries),
                             "inner_scores": {k: round(v, 4) for k, v in selection.scores.items()}})

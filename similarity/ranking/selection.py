@@ -227,23 +227,31 @@ COVERAGE_WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5)
 
 def choose_coverage(queries: Sequence[QuerySignals], blend: Blend,
                     weights: Sequence[float] = COVERAGE_WEIGHTS) -> tuple[float, Blend]:
-    """The aspect-coverage weight with the best mean criterion on ``queries`` (the largest among
-    equals), and the blend with it (:class:`~similarity.ranking.coverage.CoveringBlend`; weight 0:
-    ``blend`` itself).
+    """The aspect-coverage weight for ``blend`` on ``queries``, and the blend with it
+    (:class:`~similarity.ranking.coverage.CoveringBlend`; weight 0: ``blend`` itself).
 
-    Quality decides: coverage is kept only where it scores at least as well as the plain blend on
-    the queries given; among weights that score the same, the one that covers most. With one
-    weight, that one.
+    The one-standard-error rule of :func:`select_design`, toward less coverage: the smallest weight
+    whose mean criterion is within one standard error (of its per-query difference from the best)
+    of the best weight's. Coverage re-orders a list for what the labels do not judge (the kinds of
+    relation its head shows), so it is kept only where the labels say it clearly helps. With one
+    weight, that one (``fit-weights --coverage W`` fixes it).
     """
     weights = sorted(dict.fromkeys(float(w) for w in weights))
-    if not weights:
-        raise InvalidParameter("choose_coverage needs at least one weight")
+    if not weights or any(not 0 <= w <= 1 for w in weights):
+        raise InvalidParameter(f"coverage weights must be in [0, 1], got {list(weights)}")
     blends = {w: blend if w == 0 else CoveringBlend(blend, w) for w in weights}
     if len(weights) == 1:
         return weights[0], blends[weights[0]]
-    means = {w: float(np.mean([criterion(b, q) for q in queries])) for w, b in blends.items()}
-    top = max(means.values())
-    best = max(w for w in weights if means[w] >= top - 1e-9)
+    values = {w: np.array([criterion(b, q) for q in queries]) for w, b in blends.items()}
+    means = {w: float(v.mean()) for w, v in values.items()}
+    top = max(weights, key=lambda w: (means[w], -w))
+    best = top
+    for w in weights:
+        diff = values[top] - values[w]
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        if means[w] >= means[top] - se:
+            best = w
+            break
     if best == 0:
         return best, blend
     scores = {f"{w:g}": round(m, 4) for w, m in means.items()}

@@ -75,3 +75,19 @@ def test_the_overall_list_holds_the_stem_cell_trial_and_names_the_intervention(c
     assert msc.why.get("aspect", "intervention") == "intervention"
     plain = [i.nct_id for i in corpus_ranker.with_blend(corpus_ranker.blend.base, stored=False).related(SEED, 300)]
     assert ids.index(MSC_MSA) <= plain.index(MSC_MSA)
+
+
+def test_with_coverage_the_head_shows_the_intervention_neighbour(corpus_ranker):
+    # fit-weights --coverage 0.25: the overall list's head covers the condition and intervention
+    # aspects; the stem-cell trial in another disease comes up, brought by the intervention aspect.
+    from similarity.ranking.coverage import CoveringBlend
+
+    covering = corpus_ranker.with_blend(CoveringBlend(corpus_ranker.blend, 0.25), stored=False)
+    items = covering.related(SEED, 10)
+    ids = [i.nct_id for i in items]
+    plain = [i.nct_id for i in corpus_ranker.related(SEED, 10)]
+    assert MSC_MSA in ids and ids.index(MSC_MSA) < plain.index(MSC_MSA)
+    msc = items[ids.index(MSC_MSA)]
+    assert msc.why["aspect"] == "intervention"
+    assert msc.why["summary"].startswith("similar interventions: autologous mesenchymal stem cells")
+    assert {i.why.get("aspect") for i in items} <= {None, "condition", "intervention"}

@@ -25,7 +25,8 @@ from similarity import IndexNotFound, InvalidParameter, Ranker, TrialIndex, buil
 from similarity.index import update_index
 from similarity.index.backends import NumpyBackend
 from similarity.index.backends.pgvector import PgVectorBackend
-from similarity.index.postgres import Connections, connect, current_build, embedded_server, open_build
+from similarity.index.postgres import (Connections, connect, current_build, embedded_server, open_build,
+                                      stop_embedded_server)
 from similarity.index.postgres import writer
 from similarity.ranking import Filters
 from similarity.ranking.precompute import store_related_lists
@@ -54,6 +55,17 @@ def pg_url(pg_server) -> str:
         conn.execute(f"CREATE DATABASE {name}")
     parts = urllib.parse.urlsplit(pg_server)
     return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def test_an_embedded_server_left_running_is_stopped_cleanly(tmp_path):
+    data = tmp_path / "data"
+    url, _ = embedded_server(data, stop="never")  # what make demo-pg does
+    with connect(url, register=False) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert stop_embedded_server(data) is True
+    with pytest.raises(IndexNotFound, match="cannot reach"):
+        connect(url, register=False)
+    assert stop_embedded_server(data) is False and stop_embedded_server(tmp_path / "none") is False
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
-from similarity import IndexNotFound, InvalidParameter, Ranker, TrialIndex, build_index
+from similarity import IndexMismatch, IndexNotFound, InvalidParameter, Ranker, TrialIndex, build_index
 from similarity.index import update_index
 from similarity.index.backends import NumpyBackend
 from similarity.index.backends.pgvector import PgVectorBackend
@@ -249,11 +249,36 @@ def test_update_writes_a_new_build_in_one_switch(builds, sample_trials, pg_url, 
 @pytest.mark.parametrize("url, error, message", [
     ("postgresql://postgres@127.0.0.1:1/postgres", IndexNotFound, "cannot reach the PostgreSQL server"),
     ("postgresql://u:secret@host:notaport/db", InvalidParameter, "not a valid PostgreSQL URL"),
+    # libpq quotes the part it cannot read: the password, or the whole URL
+    ("postgresql://u:secret%zz@host/db", InvalidParameter, "invalid percent-encoded token"),
+    ("postgresql://u:secret@[::1:1/db", InvalidParameter, "not a valid PostgreSQL URL"),
+    ("postgresql://u:sec/secret@127.0.0.1:1/db", InvalidParameter, "not a valid PostgreSQL URL"),
+    ("postgresql://u@127.0.0.1:1/db?password=secret", IndexNotFound, "cannot reach the PostgreSQL server"),
 ])
 def test_bad_and_unreachable_urls_are_one_line_errors(url, error, message):
     with pytest.raises(error, match=message) as caught:
         TrialIndex.load(url)
-    assert "\n" not in str(caught.value) and "secret" not in str(caught.value)
+    assert "\n" not in str(caught.value) and "secret" not in str(caught.value) and "sec'" not in str(caught.value)
+
+
+def test_a_role_without_privileges_gets_one_line_errors(index, index_dir, pg_url):
+    """A save the server refuses (no CREATE on the database) or a load it refuses (no USAGE on the
+    build's schema) is a one-line error naming the cause, the password masked; the save left nothing."""
+    with connect(pg_url, register=False) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute("DROP ROLE IF EXISTS rt_guest")
+        conn.execute("CREATE ROLE rt_guest LOGIN PASSWORD 'hunter22'")
+    parts = urllib.parse.urlsplit(pg_url)
+    guest = urllib.parse.urlunsplit(parts._replace(netloc=f"rt_guest:hunter22@{parts.hostname or ''}"))
+    with pytest.raises(InvalidParameter, match="saving the index into .* failed: permission denied") as caught:
+        index.save(guest)
+    assert "\n" not in str(caught.value) and "hunter22" not in str(caught.value)
+    with connect(pg_url, register=False) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'rt\\_%'").fetchone() == (0,)
+    TrialIndex.load(index_dir).save(pg_url)  # as the owner
+    with pytest.raises(IndexMismatch, match="loading the index from .* failed: permission denied") as caught:
+        TrialIndex.load(guest)
+    assert "\n" not in str(caught.value) and "hunter22" not in str(caught.value)
 
 
 def test_an_empty_database_holds_no_index(pg_url):

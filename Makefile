@@ -9,7 +9,7 @@ BIN     = $(VENV)/bin
 INDEX  ?= indexes/demo
 DEMO_SOURCES = data/ctgov-legacy-xml-sample.zip data/trialsim-dev/trials.jsonl data/seed/NCT02213705.json
 
-.PHONY: install browser wrk mpnet demo demo-pg test serve evaluate quality load clean
+.PHONY: install browser wrk mpnet demo demo-pg demo-pg-stop test serve evaluate quality load clean
 
 install: $(VENV)/.installed
 
@@ -46,15 +46,24 @@ demo: install $(INDEX)/CURRENT
 	$(BIN)/related-trials related NCT00000102 --index $(INDEX) -k 5
 
 # The demo index in the embedded PostgreSQL of $(PG_DATA) (started, and left running, by scripts/pgserver.py):
-# built once, then related lists read from it; serve it with the URL printed last.
+# built on the first run (a few minutes, mostly ranking the stored lists), reused by later runs, then
+# related lists read from it; serve it with the URL printed last. `make demo-pg-stop` stops the server.
 PG_DATA ?= indexes/pg
 demo-pg: install
-	@url=$$($(BIN)/python scripts/pgserver.py $(PG_DATA)) && \
-	{ HF_HUB_OFFLINE=1 $(BIN)/related-trials related NCT02213705 --index "$$url" -k 1 >/dev/null 2>&1 || \
-	  HF_HUB_OFFLINE=1 $(BIN)/related-trials build $(DEMO_SOURCES) --index "$$url" --cache-dir .cache/embeddings; } && \
-	HF_HUB_OFFLINE=1 $(BIN)/related-trials related NCT02213705 --index "$$url" -k 5 && echo && \
-	HF_HUB_OFFLINE=1 $(BIN)/related-trials related NCT00000102 --index "$$url" -k 5 && echo && \
-	echo "serve it: $(BIN)/related-trials serve --index '$$url'"
+	@url=$$($(BIN)/python scripts/pgserver.py $(PG_DATA)) && export HF_HUB_OFFLINE=1 && \
+	if $(BIN)/related-trials related NCT02213705 --index "$$url" -k 1 >/dev/null 2>&1; then \
+	  echo "reusing the demo index in $$url"; echo; \
+	else \
+	  $(BIN)/related-trials build $(DEMO_SOURCES) --index "$$url" --cache-dir .cache/embeddings; \
+	fi && \
+	$(BIN)/related-trials related NCT02213705 --index "$$url" -k 5 && echo && \
+	$(BIN)/related-trials related NCT00000102 --index "$$url" -k 5 && echo && \
+	echo "serve it: $(BIN)/related-trials serve --index '$$url'" && \
+	echo "stop the server: make demo-pg-stop"
+
+# Stops the embedded PostgreSQL of $(PG_DATA) cleanly (its data stay: the next demo-pg starts it again).
+demo-pg-stop:
+	$(BIN)/python scripts/pgserver.py $(PG_DATA) --stop
 
 test: install browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
@@ -71,4 +80,5 @@ quality: install $(INDEX)/CURRENT
 	$(BIN)/python scripts/quality_report.py --index $(INDEX) --cache-dir .cache/embeddings
 
 clean:
-	rm -rf $(VENV) .cache indexes/demo
+	if [ -x $(BIN)/python ]; then $(BIN)/python scripts/pgserver.py $(PG_DATA) --stop; fi
+	rm -rf $(VENV) .cache indexes/demo $(PG_DATA)

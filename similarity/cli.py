@@ -255,7 +255,8 @@ def _cmd_build(args) -> int:
         print(f"  ... and {len(report.errors) - 20} more skipped records", file=sys.stderr)
     print(
         f"indexed {len(index)} trials into {build_dir} in {elapsed:.1f} s "
-        f"({len(index) / elapsed:.1f} trials/s; backend {index.backend.name}, model {config.model})"
+        f"({len(index) / elapsed:.1f} trials/s; backend {'pgvector' if index.path is None else index.backend.name}, "
+        f"model {config.model})"
     )
     return EXIT_SKIPPED if report.errors else 0
 

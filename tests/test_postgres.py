@@ -21,11 +21,12 @@ import httpx
 import numpy as np
 import pytest
 
-from similarity import IndexNotFound, InvalidParameter, Ranker, TrialIndex, build_index
+from similarity import IndexMismatch, IndexNotFound, InvalidParameter, Ranker, TrialIndex, build_index
 from similarity.index import update_index
 from similarity.index.backends import NumpyBackend
 from similarity.index.backends.pgvector import PgVectorBackend
-from similarity.index.postgres import Connections, connect, current_build, embedded_server, open_build
+from similarity.index.postgres import (Connections, connect, current_build, embedded_server, open_build,
+                                      stop_embedded_server)
 from similarity.index.postgres import writer
 from similarity.ranking import Filters
 from similarity.ranking.precompute import store_related_lists
@@ -54,6 +55,17 @@ def pg_url(pg_server) -> str:
         conn.execute(f"CREATE DATABASE {name}")
     parts = urllib.parse.urlsplit(pg_server)
     return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def test_an_embedded_server_left_running_is_stopped_cleanly(tmp_path):
+    data = tmp_path / "data"
+    url, _ = embedded_server(data, stop="never")  # what make demo-pg does
+    with connect(url, register=False) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert stop_embedded_server(data) is True
+    with pytest.raises(IndexNotFound, match="cannot reach"):
+        connect(url, register=False)
+    assert stop_embedded_server(data) is False and stop_embedded_server(tmp_path / "none") is False
 
 
 @pytest.fixture(scope="module")
@@ -237,11 +249,36 @@ def test_update_writes_a_new_build_in_one_switch(builds, sample_trials, pg_url, 
 @pytest.mark.parametrize("url, error, message", [
     ("postgresql://postgres@127.0.0.1:1/postgres", IndexNotFound, "cannot reach the PostgreSQL server"),
     ("postgresql://u:secret@host:notaport/db", InvalidParameter, "not a valid PostgreSQL URL"),
+    # libpq quotes the part it cannot read: the password, or the whole URL
+    ("postgresql://u:secret%zz@host/db", InvalidParameter, "invalid percent-encoded token"),
+    ("postgresql://u:secret@[::1:1/db", InvalidParameter, "not a valid PostgreSQL URL"),
+    ("postgresql://u:sec/secret@127.0.0.1:1/db", InvalidParameter, "not a valid PostgreSQL URL"),
+    ("postgresql://u@127.0.0.1:1/db?password=secret", IndexNotFound, "cannot reach the PostgreSQL server"),
 ])
 def test_bad_and_unreachable_urls_are_one_line_errors(url, error, message):
     with pytest.raises(error, match=message) as caught:
         TrialIndex.load(url)
-    assert "\n" not in str(caught.value) and "secret" not in str(caught.value)
+    assert "\n" not in str(caught.value) and "secret" not in str(caught.value) and "sec'" not in str(caught.value)
+
+
+def test_a_role_without_privileges_gets_one_line_errors(index, index_dir, pg_url):
+    """A save the server refuses (no CREATE on the database) or a load it refuses (no USAGE on the
+    build's schema) is a one-line error naming the cause, the password masked; the save left nothing."""
+    with connect(pg_url, register=False) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute("DROP ROLE IF EXISTS rt_guest")
+        conn.execute("CREATE ROLE rt_guest LOGIN PASSWORD 'hunter22'")
+    parts = urllib.parse.urlsplit(pg_url)
+    guest = urllib.parse.urlunsplit(parts._replace(netloc=f"rt_guest:hunter22@{parts.hostname or ''}"))
+    with pytest.raises(InvalidParameter, match="saving the index into .* failed: permission denied") as caught:
+        index.save(guest)
+    assert "\n" not in str(caught.value) and "hunter22" not in str(caught.value)
+    with connect(pg_url, register=False) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'rt\\_%'").fetchone() == (0,)
+    TrialIndex.load(index_dir).save(pg_url)  # as the owner
+    with pytest.raises(IndexMismatch, match="loading the index from .* failed: permission denied") as caught:
+        TrialIndex.load(guest)
+    assert "\n" not in str(caught.value) and "hunter22" not in str(caught.value)
 
 
 def test_an_empty_database_holds_no_index(pg_url):
@@ -322,3 +359,94 @@ def test_two_replicas_survive_a_rebuild_and_switch_under_load(builds, pg_url):
     assert all(h["index"]["count"] == len(b) and h["reloads"] == 1 for h in health)
     assert before_switch > 20 and counts["ok"] > before_switch
     assert not errors, errors[:5]
+
+
+# ------------------------------------------------------------------ search, evaluate, fit-weights on a URL
+@pytest.fixture
+def twins(index_dir, pg_url, tmp_path):
+    """The fixture index with stored lists, saved twice: in a directory and into PostgreSQL; and
+    labelled pairs (related = shares a condition MeSH term) as a TSV."""
+    from test_tuning import mesh_pairs
+
+    local = tmp_path / "idx"
+    built = TrialIndex.load(index_dir, mmap=False)
+    built.related_lists = store_related_lists(Ranker(built), 10)
+    built.save(local)
+    built.save(pg_url)
+    pairs = tmp_path / "pairs.tsv"
+    lines = ["query_id\tcandidate_id\tlabel"]
+    for q, cands in mesh_pairs(built).items():
+        lines += [f"{q}\t{c}\t{label}" for c, label in cands.items()]
+    pairs.write_text("\n".join(lines) + "\n")
+    return str(local), pg_url, str(pairs)
+
+
+def cli(capsys, *argv) -> str:
+    from similarity.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out
+
+
+def test_cli_search_on_a_url_is_the_local_search(twins, capsys):
+    local, url, _ = twins
+    for text in ("breast cancer chemotherapy", "stem cell transplant for leukemia"):
+        args = ("search", text, "-k", "8", "--json")
+        want = json.loads(cli(capsys, *args, "--index", local))
+        got = json.loads(cli(capsys, *args, "--index", url))
+        assert [r["nct_id"] for r in got["related"]] == [r["nct_id"] for r in want["related"]] and got["related"], text
+        assert np.allclose([r["score"] for r in got["related"]], [r["score"] for r in want["related"]], atol=1e-5)
+        assert got["matched"] == want["matched"]
+    # the text form too, with a filter the database answers
+    args = ("search", "cancer", "-k", "5", "--status", "RECRUITING")
+    assert cli(capsys, *args, "--index", url) == cli(capsys, *args, "--index", local)
+
+
+def test_cli_evaluate_on_a_url_gives_the_local_figures(twins, capsys):
+    local, url, pairs = twins
+    for extra in ((), ("--baselines", "bm25", "--mode", "retrieve"),
+                  ("--baselines", "bm25", "--cv", "--folds", "3", "--designs", "fusion,cascade"),
+                  ("--baselines", "bm25", "--search", "title", "--folds", "3")):
+        args = ("evaluate", "--pairs", pairs, "--json", *extra)
+        want = json.loads(cli(capsys, *args, "--index", local))
+        got = json.loads(cli(capsys, *args, "--index", url))
+        assert got["queries"] == want["queries"] >= 4 and got.keys() == want.keys(), extra
+        for method, figures in want["methods"].items():
+            assert got["methods"][method] == pytest.approx(figures, abs=1e-9), (extra, method)
+        assert {k: v for k, v in got.items() if k != "methods"} == {k: v for k, v in want.items() if k != "methods"}
+    # the markdown form is the same text
+    args = ("evaluate", "--pairs", pairs, "--baselines", "bm25")
+    assert cli(capsys, *args, "--index", url) == cli(capsys, *args, "--index", local)
+
+
+def test_cli_fit_weights_on_a_url_saves_a_new_current_build(twins, capsys):
+    local, url, pairs = twins
+    with connect(url) as conn:
+        before = current_build(conn)
+    args = ("fit-weights", "--pairs", pairs, "--C", "1", "--structure", "signals")
+    want = cli(capsys, *args, "--index", local)
+    got = cli(capsys, *args, "--index", url)
+    # the same fit, printed the same; only where it was saved differs
+    strip = lambda out: [line for line in out.splitlines() if not line.startswith("saved the blend")]  # noqa: E731
+    assert strip(got) == strip(want) and "saved the blend with the index: postgresql://" in got
+    with connect(url) as conn:
+        after = current_build(conn)
+        schemas = {s for (s,) in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname ~ %s",
+                                              (writer.SCHEMA_PATTERN,))}
+    assert after != before and after in got and schemas == {before, after}
+    remote, saved = TrialIndex.load(url), TrialIndex.load(local)
+    assert remote.build == after
+    assert remote.manifest.blend == saved.manifest.blend and remote.manifest.blend["fitted_on"]["structure"] == "signals"
+    ranker = Ranker(remote)
+    assert ranker.blend.to_dict() == remote.manifest.blend
+    # the stored lists were ranked again with the fitted blend: they answer, and are the live lists
+    assert remote.related_lists.settings["blend"] == remote.manifest.blend
+    assert ranker.stored_lists(10) is not None
+    live = ranker.with_blend(stored=False)
+    ids = [remote.nct_id(i) for i in range(len(remote))]
+    for nct in ids:
+        assert json.loads(b"[" + ranker.related_json(nct, 10) + b"]") == [r.to_dict() for r in live.related(nct, 10)], nct
+    # and they are the lists fit-weights stored in the directory
+    assert all(ranker.related_json(i, 10) == Ranker(saved).related_json(i, 10) for i in ids)

@@ -10,9 +10,10 @@ when a URL is first used (``pip install 'related-trials[scale]'``).
 """
 
 from .connection import CONTROL_SCHEMA, Connections, connect, current_build, is_index_url, redact
-from .embedded import embedded_server
+from .embedded import embedded_server, stop_embedded_server
 from .reader import PgBuild, PgTrialStore, open_build
 from .writer import save_build
 
 __all__ = ["CONTROL_SCHEMA", "Connections", "PgBuild", "PgTrialStore", "connect", "current_build",
-           "embedded_server", "is_index_url", "open_build", "redact", "save_build"]
+           "embedded_server", "is_index_url", "open_build", "redact", "save_build",
+           "stop_embedded_server"]

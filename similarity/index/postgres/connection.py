@@ -16,9 +16,10 @@ import threading
 import urllib.parse
 from typing import Iterator
 
-from ...exceptions import IndexNotFound, InvalidParameter
+from ...exceptions import IndexNotFound, InvalidParameter, RelatedTrialsError
 
-__all__ = ["is_index_url", "redact", "connect", "Connections", "current_build", "CONTROL_SCHEMA", "CONNECT_TIMEOUT"]
+__all__ = ["is_index_url", "redact", "connect", "Connections", "current_build", "database_error", "CONTROL_SCHEMA",
+           "CONNECT_TIMEOUT"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +36,28 @@ def is_index_url(location) -> bool:
     return isinstance(location, str) and location.strip().lower().startswith(SCHEMES)
 
 
+# greedy up to the query: an unencoded @ or / in a password is masked too
+_PASSWORD = re.compile(r"(://[^:/@?]*):([^?#]+)@")
+_PASSWORD_PARAM = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for messages and logs)."""
-    return re.sub(r"(://[^:/@?]*):[^@/?]+@", r"\1:***@", url)
+    """``url`` with its password (``USER:PASSWORD@`` or ``?password=``) replaced by ``***`` (for
+    messages and logs)."""
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD.sub(r"\1:***@", url, count=1))
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` (a libpq message about ``url``, which may quote the URL or part of it) with the
+    password and its pieces masked."""
+    found = [m.group(2) for m in [_PASSWORD.search(url)] if m] + [m.group(0).split("=", 1)[1] for m in
+                                                                  _PASSWORD_PARAM.finditer(url)]
+    text = redact(text)
+    for password in found:
+        for secret in {password, urllib.parse.unquote(password), *re.split(r"[/?#@:]", password)}:
+            if len(secret) >= 2:
+                text = text.replace(secret, "***")
+    return text
 
 
 def psycopg():
@@ -55,6 +75,13 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def database_error(exc: Exception, url: str, doing: str, other: type[RelatedTrialsError]) -> RelatedTrialsError:
+    """A one-line error for a psycopg error ``exc`` raised while ``doing`` (e.g. "saving into") on
+    ``url``: IndexNotFound where the server went away, else ``other``."""
+    kind = IndexNotFound if isinstance(exc, psycopg().OperationalError) else other
+    return kind(f"{doing} {redact(url)} failed: {_scrub(_first_line(exc), url)}")
+
+
 def connect(url: str, *, autocommit: bool = True, register: bool = True):
     """A new connection to ``url``, with pgvector's types registered where the extension exists.
 
@@ -68,13 +95,13 @@ def connect(url: str, *, autocommit: bool = True, register: bool = True):
         pg.conninfo.conninfo_to_dict(url)
         urllib.parse.urlsplit(url).port  # noqa: B018 - libpq reads a bad port as a service name
     except (pg.ProgrammingError, ValueError) as exc:
-        raise InvalidParameter(f"--index {redact(url)!r} is not a valid PostgreSQL URL ({_first_line(exc)}); "
+        raise InvalidParameter(f"--index {redact(url)!r} is not a valid PostgreSQL URL ({_scrub(_first_line(exc), url)}); "
                                "expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME") from None
     try:
         conn = pg.connect(url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT,
                           application_name="related-trials")
     except pg.OperationalError as exc:
-        raise IndexNotFound(f"cannot reach the PostgreSQL server of {redact(url)}: {_first_line(exc)}") from None
+        raise IndexNotFound(f"cannot reach the PostgreSQL server of {redact(url)}: {_scrub(_first_line(exc), url)}") from None
     if register:
         register_vector(conn)
     return conn

@@ -32,7 +32,7 @@ from ..neighbours import NeighbourLists
 from ..store import CACHE_SIZE
 from ..stored_lists import StoredLists
 from .binary_copy import decode_rows
-from .connection import Connections, check_schema, connect, current_build, psycopg, redact
+from .connection import Connections, check_schema, connect, current_build, database_error, psycopg, redact
 
 __all__ = ["PgBuild", "open_build", "PgTrialStore", "TABLES"]
 
@@ -94,12 +94,17 @@ class PgBuild:
         """The keyword arguments of :class:`~similarity.index.TrialIndex` (closes the load's connection)."""
         try:
             return self._parts(pool_size)
+        except psycopg().Error as exc:
+            raise database_error(exc, self.url, "loading the index from", IndexMismatch) from None
         finally:
             self.close()
 
     def close(self) -> None:
         if not self._conn.closed:
-            self._conn.rollback()
+            try:
+                self._conn.rollback()
+            except psycopg().Error:  # a broken connection: closing is all there is to do
+                pass
             self._conn.close()
 
     def _copy(self, query: str) -> bytes:
@@ -204,6 +209,9 @@ def open_build(url: str) -> PgBuild:
         except ValueError as exc:
             raise IndexMismatch(f"{redact(url)} schema {schema}: {exc}") from None
         return PgBuild(url, schema, manifest, conn, artifacts)
+    except pg.Error as exc:
+        conn.close()
+        raise database_error(exc, url, "loading the index from", IndexMismatch) from None
     except BaseException:
         conn.close()
         raise

@@ -38,7 +38,7 @@ from scipy import sparse
 from ...exceptions import InvalidParameter
 from ...ingest.trial import age_in_years, date_ordinal
 from .binary_copy import encode_rows
-from .connection import CONTROL_SCHEMA, connect, psycopg, redact
+from .connection import CONTROL_SCHEMA, _first_line, connect, database_error, psycopg, redact
 
 __all__ = ["save_build", "save_vectors", "prune", "HNSW_M", "HNSW_EF_CONSTRUCTION", "KEEP"]
 
@@ -188,6 +188,7 @@ def save_build(index, url: str, *, m: int = HNSW_M, ef_construction: int = HNSW_
     manifest["backend"] = "pgvector"
     schema = new_schema_name()
     rows = np.arange(n, dtype=np.int32)
+    pg = psycopg()
     conn = connect(url, autocommit=False, register=False)
     try:
         with conn.transaction(), conn.cursor() as cur:
@@ -220,8 +221,15 @@ def save_build(index, url: str, *, m: int = HNSW_M, ef_construction: int = HNSW_
             cur.execute(sql.SQL("ANALYZE {}.trial_vectors").format(s))
             cur.execute(sql.SQL("ANALYZE {}.trials").format(s))
             previous = switch_to(cur, schema)
+    except pg.Error as exc:  # rolled back: nothing of the new build is left, the current one stays
+        conn.close()
+        raise database_error(exc, url, "saving the index into", InvalidParameter) from None
+    try:
         logger.info("saved %d trials into schema %s of %s (replaced %s)", n, schema, redact(url), previous)
         prune(conn, keep={schema, previous})
+    except pg.Error as exc:  # the new build is saved and current: older ones are dropped by a later save
+        logger.warning("saved build %s into %s, but dropping older builds failed: %s", schema, redact(url),
+                       _first_line(exc))
     finally:
         conn.close()
     return schema

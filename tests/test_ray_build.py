@@ -99,6 +99,7 @@ def test_the_cli_builds_with_the_ray_engine(engine, capsys, data_dir, tmp_path):
         (["--engine", "ray", "--ray-workers", "0"], "Ray workers must be an integer >= 1, got 0"),
         (["--engine", "ray", "--ray-address", "http://x"], "Ray address must be 'auto', 'host:port' or 'ray://host:port'"),
         (["--engine", "ray", "--ray-workers", "3"], "at most the cluster's 2 CPUs"),
+        (["--engine", "ray", "--ray-address", "127.0.0.1:1"], "nothing answers at 127.0.0.1:1"),
     ],
 )
 def test_bad_ray_parameters_are_one_line_errors(engine, capsys, data_dir, tmp_path, flags, message):
@@ -121,3 +122,16 @@ def test_bad_engine_arguments_raise_before_any_cluster_starts():
     for kwargs in ({"workers": -1}, {"batch_size": 0}, {"workers": True}, {"address": "ray://"}):
         with pytest.raises(InvalidParameter):
             RayEngine(**kwargs)
+
+
+def test_build_index_ray_reads_and_builds_in_one_call(engine, data_dir, tmp_path):
+    from similarity import build_index, build_index_ray
+
+    source = data_dir / "flat-sample.jsonl"
+    report = LoadReport()
+    built = build_index_ray([source], workers=2, cache_dir=str(tmp_path / "ray"), report=report)
+    local = build_index(load_trials([source]), cache_dir=str(tmp_path / "local"))
+    assert report.loaded == len(built) == len(local)
+    assert [t.nct_id for t in built.trials] == [t.nct_id for t in local.trials]
+    assert np.abs(built.field_vectors.astype(np.float32) - local.field_vectors.astype(np.float32)).max() <= 2e-3
+    assert ray.is_initialized()

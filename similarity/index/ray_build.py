@@ -27,6 +27,7 @@ import math
 import os
 import pickle
 import re
+import socket
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -58,6 +59,19 @@ def _ray():
     except ImportError:
         raise InvalidParameter(f"the Ray engine needs ray[data], which is not installed: {_INSTALL_HINT}") from None
     return ray
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once where nothing listens at ``host:port`` (ray.init would retry for minutes)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise InvalidParameter(
+            f"cannot join the Ray cluster at {address!r}: nothing answers at {host}:{port} ({exc.strerror or exc})"
+        ) from None
 
 
 def _read(part: dict) -> list[dict]:
@@ -140,6 +154,7 @@ class RayEngine:
                      log_to_driver=False, logging_level=logging.WARNING)
             self._own = True
         else:
+            _check_reachable(self.address)
             try:
                 ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
             except Exception as exc:  # ConnectionError, RuntimeError, ValueError, grpc errors...

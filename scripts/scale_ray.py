@@ -51,7 +51,9 @@ def slice_zip(source: Path, n: int, out: Path) -> int:
     return len(members)
 
 
-def build_local(path: Path, cache: Path) -> tuple[object, dict]:
+def build_local(path: Path, cache: Path, threads: int | None = None) -> tuple[object, dict]:
+    import torch
+
     from similarity import IndexConfig, load_trials
     from similarity.features import text_table
     from similarity.index.build import assemble, embed_fields
@@ -60,7 +62,12 @@ def build_local(path: Path, cache: Path) -> tuple[object, dict]:
     trials = load_trials([path])
     times["read"] = time.perf_counter() - started
     t = time.perf_counter()
-    vectors = embed_fields(text_table(trials, config.text_fields), config, cache_dir=str(cache))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        vectors = embed_fields(text_table(trials, config.text_fields), config, cache_dir=str(cache))
+    finally:
+        torch.set_num_threads(before)
     times["embed"] = time.perf_counter() - t
     t = time.perf_counter()
     index = assemble(config, trials, vectors)
@@ -124,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
+    from similarity import IndexConfig
     from similarity.index.ray_build import DEFAULT_BATCH_SIZE
+
+    config = IndexConfig()
 
     rows, sweep = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         load.append(os.getloadavg()[0])
         rows.append(("local (this process)", times, None))
         logger.info("local: %s", {k: round(v, 1) for k, v in times.items()})
+        _, times = build_local(work / "slice.zip", work / "cache-local1", threads=1)
+        load.append(os.getloadavg()[0])
+        rows.append(("local, torch on 1 thread", times, None))
+        logger.info("local, 1 thread: %s", {k: round(v, 1) for k, v in times.items()})
         for w in workers:
             index, times = build_ray(work / "slice.zip", work / f"cache-ray{w}", w, DEFAULT_BATCH_SIZE)
             load.append(os.getloadavg()[0])
@@ -156,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 + f" | {n / times['whole']:.1f} | {n / times['embed']:.1f} | {times['load']:.2f} | {same} |")
 
     local_whole = rows[0][1]["whole"]
-    one = next((t for name, t, _ in rows[1:] if name.endswith(" 1 worker")), None)
+    one = next((t for name, t, _ in rows if name.endswith(" 1 worker")), None)
     per_worker = {"whole": n / one["whole"], "embed": n / one["embed"]} if one else None
     lines = [
         "# Ray Data builds: throughput against the local build",
@@ -167,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         f"no GPU; Python {platform.python_version()}, Ray {ray.__version__}; load average during the run "
         f"{min(load):.2f}-{max(load):.2f} (1-minute, sampled between builds)",
         f"- Trials: the first {n} XML records of `{Path(args.source).name}`; default layout "
-        "(all-MiniLM-L6-v2, 4 fields, conditions and interventions term by term); every build with a new, "
+        f"(`{config.model}`, fields {', '.join(config.text_fields)}; {', '.join(config.term_fields)} term by "
+        "term); every build with a new, "
         f"empty embedding cache; Ray batch size {DEFAULT_BATCH_SIZE} trials (the default)",
         "- Ray: a local cluster of W CPUs started for each build (`ray.init(num_cpus=W)`), W embedding actors "
         "of 1 CPU each, each loading the model once; the local build runs torch on all cores",
@@ -180,21 +195,27 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         *[fmt(name, times, cmp) for name, times, cmp in rows],
         "",
-        "Whole-build time relative to local: "
+        "Whole-build time relative to the local build: "
         + ", ".join(f"{name} {times['whole'] / local_whole:.2f}x" for name, times, _ in rows[1:]) + ".",
         "",
     ]
-    best = min(rows[1:], key=lambda r: r[1]["whole"])[1]
+    ray_rows = [r for r in rows if r[0].startswith("Ray")]
+    best = min(ray_rows, key=lambda r: r[1]["whole"])[1]
+    single = next(t for name, t, _ in rows if name.startswith("local, torch on 1"))
     lines += [
         "## Ray's overhead on 2 cores",
         "",
-        f"The local build already runs torch on both cores; {top} Ray workers are {top} single-threaded copies of "
-        f"the model on the same cores, so the embed stage can at best match it here ({n / best['embed']:.1f} "
-        f"against {n / rows[0][1]['embed']:.1f} trials/s). What Ray adds around it: starting the cluster "
+        f"Two cores give Ray no room: the local build already runs torch on both, and {top} Ray workers are {top} "
+        "single-threaded copies of the model on the same cores. Its embed stage ran at "
+        f"{n / best['embed']:.1f} trials/s against {n / rows[0][1]['embed']:.1f} for the local build and "
+        f"{n / single['embed']:.1f} for the local build with torch on one thread (the load column says how busy "
+        "the machine was: a local build's two torch threads wait on each other when another process holds a "
+        "core, one thread per actor does not, so on a busy machine the row with one thread is the fair local "
+        "baseline). What Ray adds around the embedding: starting the cluster "
         f"({best['start']:.1f} s) and stopping it ({best['stop']:.1f} s), reading in worker processes that start "
-        f"and import the package ({best['read']:.1f} s against {rows[0][1]['read']:.1f} s here), and one model "
-        "load per actor inside the embed stage. These are fixed costs: they weigh on a few hundred trials and "
-        "vanish over a registry, where Ray's gain is the workers beyond this machine's cores.",
+        f"and import the package ({best['read']:.1f} s against {rows[0][1]['read']:.1f} s in this process), and "
+        "one model load per actor inside the embed stage. These are fixed costs: they weigh on a few hundred "
+        "trials and vanish over a registry, where Ray's gain is workers beyond one machine's cores.",
         "",
     ]
     if sweep:

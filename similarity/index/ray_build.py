@@ -105,8 +105,9 @@ class _FieldEmbedder:
 class RayEngine:
     """A Ray session for builds: a local cluster started for the run, or an existing one joined.
 
-    Use it as a context manager: a cluster it started is shut down on exit; a joined cluster, or a
-    Ray session this process already had, is left as it was.
+    Use it as a context manager: a cluster it started is shut down on exit; from a joined cluster
+    this process disconnects, leaving it running; a Ray session this process already had is left
+    as it was.
 
     Args:
         address: ``auto``, ``host:port`` or ``ray://host:port`` of a running cluster; None starts a
@@ -157,6 +158,7 @@ class RayEngine:
             _check_reachable(self.address)
             try:
                 ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+                self._own = True  # the connection: ray.shutdown() only disconnects from a joined cluster
             except Exception as exc:  # ConnectionError, RuntimeError, ValueError, grpc errors...
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 raise InvalidParameter(

@@ -19,7 +19,7 @@ from .exceptions import (
     TrialNotFound,
 )
 from .features import BM25Vectorizer, StructuredFeaturizer, TextFeaturizer
-from .index import IndexConfig, Manifest, TrialIndex, UpdateReport, build_index, update_index
+from .index import IndexConfig, Manifest, RayEngine, TrialIndex, UpdateReport, build_index, build_index_ray, update_index
 from .ingest import (
     Intervention,
     InterventionType,
@@ -52,6 +52,7 @@ __all__ = [
     "LoadReport",
     "Manifest",
     "RRFBlend",
+    "RayEngine",
     "Phase",
     "Ranker",
     "RelatedTrial",
@@ -66,6 +67,7 @@ __all__ = [
     "TrialNotFound",
     "UpdateReport",
     "build_index",
+    "build_index_ray",
     "evaluate",
     "iter_trials",
     "load_trials",

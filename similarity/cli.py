@@ -98,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
                             "up to K are read, not ranked (default 10; 0: none; ~9 ms a trial at build)")
     build.add_argument("--backend", choices=["auto", "numpy", "flat", "hnsw", "ivf", "ivf-sq8"], default="auto",
                        help="vector backend (default auto: exact up to 200,000 trials, IVF-SQ8 above)")
+    build.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="where records are read and embedded: this process (default) or a Ray cluster "
+                            "(Ray Data stages; needs pip install -e '.[scale]'); the index is the same")
+    build.add_argument("--ray-address", default=None, metavar="ADDR",
+                       help="with --engine ray: join this cluster (auto, HOST:PORT or ray://HOST:PORT; "
+                            "default: start a local one for the build)")
+    build.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                       help="with --engine ray: embedding actors, one CPU and one model each (default: the cluster's CPUs)")
     _add_loading(build)
 
     update = sub.add_parser("update", help="add new and changed trials to an index, remove others (no full rebuild)")
@@ -216,15 +224,55 @@ def _nothing_to_build(report) -> str:
     )
 
 
+def _ray_engine(args):
+    """The Ray engine of ``build --engine ray`` (not started yet), or None for a local build."""
+    from .exceptions import InvalidParameter
+
+    if args.engine != "ray":
+        given = [o for o, v in (("--ray-address", args.ray_address), ("--ray-workers", args.ray_workers)) if v is not None]
+        if given:
+            raise InvalidParameter(f"{' and '.join(given)} need --engine ray (the build engine is {args.engine!r})")
+        return None
+    from .index.ray_build import RayEngine
+
+    return RayEngine(address=args.ray_address, workers=args.ray_workers, progress=not args.quiet)
+
+
 def _cmd_build(args) -> int:
+    import contextlib
+
+    started = time.perf_counter()
+    engine = _ray_engine(args)
+    with engine or contextlib.nullcontext():
+        index, report, config = _load_and_embed(args, engine)
+    _store_lists(index, args.lists, progress=not args.quiet)
+    build_dir = index.save(args.index)
+    elapsed = time.perf_counter() - started
+    print(f"{report.summary()}")
+    for error in report.errors[:20]:
+        print(f"  skipped: {error}", file=sys.stderr)
+    if len(report.errors) > 20:
+        print(f"  ... and {len(report.errors) - 20} more skipped records", file=sys.stderr)
+    print(
+        f"indexed {len(index)} trials into {build_dir} in {elapsed:.1f} s "
+        f"({len(index) / elapsed:.1f} trials/s; backend {'pgvector' if index.path is None else index.backend.name}, "
+        f"model {config.model}{'' if engine is None else f'; Ray, {engine.workers} workers'})"
+    )
+    return EXIT_SKIPPED if report.errors else 0
+
+
+def _load_and_embed(args, engine):
+    """Load the sources and build the index in this process, or on the Ray ``engine``."""
     from .exceptions import InvalidParameter
     from .features import FAST_TEXT_FIELDS
     from .index import IndexConfig, build_index
     from .ingest import LoadReport, load_trials
 
-    started = time.perf_counter()
     report = LoadReport()
-    trials = load_trials(args.sources, strict=args.strict, report=report, progress=not args.quiet)
+    if engine is None:
+        trials = load_trials(args.sources, strict=args.strict, report=report, progress=not args.quiet)
+    else:
+        trials = engine.load_trials(args.sources, strict=args.strict, report=report)
     config_kwargs = {}
     if args.model:
         config_kwargs["model"] = args.model
@@ -244,21 +292,11 @@ def _cmd_build(args) -> int:
     if not trials:
         raise InvalidParameter(_nothing_to_build(report))
     cache_dir = _cache_dir(args)
-    index = build_index(trials, config, cache_dir=cache_dir, progress=not args.quiet)
-    _store_lists(index, args.lists, progress=not args.quiet)
-    build_dir = index.save(args.index)
-    elapsed = time.perf_counter() - started
-    print(f"{report.summary()}")
-    for error in report.errors[:20]:
-        print(f"  skipped: {error}", file=sys.stderr)
-    if len(report.errors) > 20:
-        print(f"  ... and {len(report.errors) - 20} more skipped records", file=sys.stderr)
-    print(
-        f"indexed {len(index)} trials into {build_dir} in {elapsed:.1f} s "
-        f"({len(index) / elapsed:.1f} trials/s; backend {'pgvector' if index.path is None else index.backend.name}, "
-        f"model {config.model})"
-    )
-    return EXIT_SKIPPED if report.errors else 0
+    if engine is None:
+        index = build_index(trials, config, cache_dir=cache_dir, progress=not args.quiet)
+    else:
+        index = engine.build_index(trials, config, cache_dir=cache_dir, progress=not args.quiet)
+    return index, report, config
 
 
 def _cmd_update(args) -> int:

@@ -81,6 +81,8 @@ class Manifest:
         blend: the blend saved by ``fit-weights`` (``None``: the package's default blend).
         updated_from: the fingerprint of the index an update started from.
         update: what that update did (:meth:`~similarity.index.UpdateReport.to_dict`).
+        engine: the engine that read and embedded the trials when it was not this process
+            (``{"name": "ray", "ray": version, "workers": n, ...}``); None: a local build.
     """
 
     config: IndexConfig
@@ -96,6 +98,7 @@ class Manifest:
     blend: dict[str, Any] | None = None
     updated_from: str | None = None
     update: dict[str, Any] | None = None
+    engine: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
     schema_version: int = SCHEMA_VERSION
 

@@ -21,7 +21,7 @@ import sys
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Mapping
+from typing import IO, Any, Collection, Iterable, Iterator, Mapping
 
 from tqdm import tqdm
 
@@ -210,13 +210,16 @@ def _member_lines(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -
         yield InvalidRecord(f"unreadable zip member: {error}", source=where)
 
 
-def _iter_zip(path: Path) -> Iterator[_Result]:
+def _iter_zip(path: Path, members: Collection[str] | None = None) -> Iterator[_Result]:
+    """The records of a zip, or of the named ``members`` only (in the zip's order)."""
     try:
         archive = zipfile.ZipFile(path)
     except _ZIP_OPEN_ERRORS as error:
         raise SourceError(f"cannot read zip {path}: {error}") from None
     with archive:
         for info in _zip_members(archive):
+            if members is not None and info.filename not in members:
+                continue
             where = f"{path}, member {info.filename}"
             suffix = Path(info.filename).suffix.lower()
             if suffix == ".jsonl":
@@ -343,33 +346,43 @@ def iter_trials(
     report = LoadReport() if report is None else report
     files = _expand(sources)
     total = _expected_total(files) if progress else None
-    seen: dict[str, str | None] = {}
-    duplicated = set(report.duplicates)
     with tqdm(total=total, unit="trial", file=sys.stderr, disable=not progress) as bar:
-        for path in files:
-            logger.debug("reading %s", path)
-            for result in _iter_file(path):
-                bar.update()
-                if isinstance(result, InvalidRecord):
-                    report.errors.append(result)
-                    if strict:
-                        raise result
-                    logger.warning("skipped: %s", result)
-                    continue
-                if result.nct_id in seen:
-                    logger.warning(
-                        "duplicate NCT ID %s at %s (first at %s)",
-                        result.nct_id, result.source, seen[result.nct_id],
-                    )  # fmt: skip
-                    if result.nct_id not in duplicated:
-                        duplicated.add(result.nct_id)
-                        report.duplicates.append(result.nct_id)
-                else:
-                    seen[result.nct_id] = result.source
-                report.loaded += 1
-                yield result
+
+        def results() -> Iterator[_Result]:
+            for path in files:
+                logger.debug("reading %s", path)
+                for result in _iter_file(path):
+                    bar.update()
+                    yield result
+
+        yield from _tally(results(), strict=strict, report=report)
     if own_report:
         logger.info("%s", report.summary())
+
+
+def _tally(results: Iterable[_Result], *, strict: bool, report: LoadReport) -> Iterator[Trial]:
+    """The trials among ``results``, in order: bad records and duplicated IDs go in ``report``."""
+    seen: dict[str, str | None] = {}
+    duplicated = set(report.duplicates)
+    for result in results:
+        if isinstance(result, InvalidRecord):
+            report.errors.append(result)
+            if strict:
+                raise result
+            logger.warning("skipped: %s", result)
+            continue
+        if result.nct_id in seen:
+            logger.warning(
+                "duplicate NCT ID %s at %s (first at %s)",
+                result.nct_id, result.source, seen[result.nct_id],
+            )  # fmt: skip
+            if result.nct_id not in duplicated:
+                duplicated.add(result.nct_id)
+                report.duplicates.append(result.nct_id)
+        else:
+            seen[result.nct_id] = result.source
+        report.loaded += 1
+        yield result
 
 
 def load_trials(
@@ -385,8 +398,13 @@ def load_trials(
     are listed in ``report.duplicates``. Arguments and errors as for :func:`iter_trials`.
     """
     report = LoadReport() if report is None else report
+    return _latest(iter_trials(sources, strict=strict, report=report, progress=progress), report)
+
+
+def _latest(records: Iterable[Trial], report: LoadReport) -> list[Trial]:
+    """One trial per NCT ID: a later record replaces the earlier one in its position."""
     trials: dict[str, Trial] = {}
-    for trial in iter_trials(sources, strict=strict, report=report, progress=progress):
+    for trial in records:
         trials[trial.nct_id] = trial  # a dict keeps the first position of a replaced key
     report.loaded = len(trials)
     if report.duplicates:

@@ -32,7 +32,7 @@ from .manifest import Manifest, fingerprint, package_versions
 from .neighbours import NeighbourLists, clustered_knn
 from .trial_index import TrialIndex
 
-__all__ = ["build_index", "assemble", "embed_fields", "neighbour_lists", "EXACT_NEIGHBOURS_LIMIT"]
+__all__ = ["build_index", "build_with", "assemble", "embed_fields", "neighbour_lists", "EXACT_NEIGHBOURS_LIMIT"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +73,22 @@ def build_index(
     progress: bool = False,
 ) -> TrialIndex:
     """Featurize ``trials`` and put them in a new in-memory index (save it with ``.save``)."""
+    return build_with(
+        lambda trials, config: embed_fields(text_table(trials, config.text_fields), config,
+                                            cache_dir=cache_dir, progress=progress),
+        trials, config, progress=progress)
+
+
+def build_with(embed, trials: Sequence[Trial], config: IndexConfig | None = None, *,
+               progress: bool = False, **manifest: Any) -> TrialIndex:
+    """The one path of a build, whatever embeds: checks ``trials``, gets their field vectors from
+    ``embed(trials, config)`` (here, or on a cluster: :mod:`.ray_build`) and :func:`assemble`\ s."""
     config = config or IndexConfig()
     if not trials:
         raise InvalidParameter("cannot build an index of zero trials")
     check_unique(trials)
     started = dt.datetime.now(dt.timezone.utc)
-    field_vectors = embed_fields(text_table(trials, config.text_fields), config, cache_dir=cache_dir, progress=progress)
-    return assemble(config, trials, field_vectors, started=started, progress=progress)
+    return assemble(config, trials, embed(trials, config), started=started, progress=progress, **manifest)
 
 
 def assemble(

@@ -21,7 +21,6 @@ actor pool holding every CPU then never starves the tasks of a stage beside it.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import math
 import os
@@ -36,7 +35,7 @@ from ..exceptions import InvalidParameter
 from ..features import text_table
 from ..ingest import LoadReport, Trial
 from ..ingest.parts import DEFAULT_MEMBERS_PER_PART, collect_trials, read_part, source_parts
-from .build import assemble, check_unique
+from .build import build_with
 from .config import IndexConfig
 from .trial_index import TrialIndex
 
@@ -266,13 +265,8 @@ class RayEngine:
         progress: bool = False,
     ) -> TrialIndex:
         """Embed ``trials`` on the cluster and assemble the index here, as :func:`build_index` does."""
-        config = config or IndexConfig()
-        if not trials:
-            raise InvalidParameter("cannot build an index of zero trials")
-        check_unique(trials)
-        started = dt.datetime.now(dt.timezone.utc)
-        field_vectors = self.embed_fields(trials, config, cache_dir=cache_dir)
-        return assemble(config, trials, field_vectors, started=started, progress=progress, engine=self.describe())
+        return build_with(lambda trials, config: self.embed_fields(trials, config, cache_dir=cache_dir),
+                          trials, config, progress=progress, engine=self.describe())
 
 
 def build_index_ray(

@@ -22,7 +22,7 @@ import numpy as np
 from ..exceptions import IndexMismatch
 from ..ingest.trial import InterventionType, Phase, Status, StudyType, Trial, age_in_years, date_ordinal
 
-__all__ = ["TrialStore", "RowLookup", "read_records", "trial_columns", "phase_ordinal", "CACHE_SIZE"]
+__all__ = ["RecordStore", "TrialStore", "RowLookup", "read_records", "trial_columns", "phase_ordinal", "CACHE_SIZE"]
 
 CACHE_SIZE = 4096
 """Parsed records kept per store (the hot trials of a busy page)."""
@@ -191,7 +191,25 @@ def read_records(path: str | Path) -> Iterator[Trial]:
                 yield Trial.from_dict(json.loads(line))
 
 
-class TrialStore(Sequence[Trial]):
+class RecordStore(Sequence[Trial]):
+    """Trial records read one by one on demand: ``store[row]``, slices and negative rows; a
+    subclass gives ``__len__`` and ``_get(row)`` (a cached read of one record)."""
+
+    def _get(self, row: int) -> Trial:
+        raise NotImplementedError
+
+    def __getitem__(self, row):
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        row = int(row)
+        if row < 0:
+            row += len(self)
+        if not 0 <= row < len(self):
+            raise IndexError(f"row {row} out of range for {len(self)} trials")
+        return self._get(row)
+
+
+class TrialStore(RecordStore):
     """The trials of a saved build, each parsed from its line of ``trials.jsonl`` on first access.
 
     Holds 8 bytes per trial (line offsets) plus up to ``cache_size`` parsed records. Reads use
@@ -219,16 +237,6 @@ class TrialStore(Sequence[Trial]):
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
-
-    def __getitem__(self, row):
-        if isinstance(row, slice):
-            return [self[i] for i in range(*row.indices(len(self)))]
-        row = int(row)
-        if row < 0:
-            row += len(self)
-        if not 0 <= row < len(self):
-            raise IndexError(f"row {row} out of range for {len(self)} trials")
-        return self._get(row)
 
     def __iter__(self) -> Iterator[Trial]:
         """Every record in row order, read sequentially (not cached)."""

@@ -18,7 +18,7 @@ import functools
 import io
 import json
 import logging
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import joblib
 import numpy as np
@@ -29,7 +29,7 @@ from ...ingest import Trial
 from ..backends.pgvector import PgVectorBackend
 from ..manifest import Manifest
 from ..neighbours import NeighbourLists
-from ..store import CACHE_SIZE
+from ..store import CACHE_SIZE, RecordStore
 from ..stored_lists import StoredLists
 from .binary_copy import decode_rows
 from .connection import Connections, check_schema, connect, current_build, database_error, psycopg, redact
@@ -42,7 +42,7 @@ TABLES = ("trials", "field_vectors", "trial_vectors", "lexical", "related_lists"
 _BLOCK = 2000
 
 
-class PgTrialStore(Sequence[Trial]):
+class PgTrialStore(RecordStore):
     """The trials of a build, each read from ``<schema>.trials`` on first access (LRU cache)."""
 
     def __init__(self, connections: Connections, schema: str, count: int, *, cache_size: int = CACHE_SIZE):
@@ -60,16 +60,6 @@ class PgTrialStore(Sequence[Trial]):
 
     def __len__(self) -> int:
         return self._count
-
-    def __getitem__(self, row):
-        if isinstance(row, slice):
-            return [self[i] for i in range(*row.indices(len(self)))]
-        row = int(row)
-        if row < 0:
-            row += len(self)
-        if not 0 <= row < len(self):
-            raise IndexError(f"row {row} out of range for {len(self)} trials")
-        return self._get(row)
 
     def __iter__(self) -> Iterator[Trial]:
         """Every record in row order, read in blocks (not cached)."""

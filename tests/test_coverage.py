@@ -48,6 +48,15 @@ def test_a_strong_neighbour_of_the_other_aspect_joins_the_head_and_says_why():
     assert order.tolist() == list(range(10))
 
 
+def test_unavailable_signals_count_as_the_lowest_not_as_an_error():
+    values = SIX.values.copy()
+    values[5, 0] = np.nan  # no whole-text cosine for the intervention trial
+    values[:, 3] = np.nan  # no condition names anywhere
+    holes = Signals(SIX.rows, SIX.names, SIX.groups, values)
+    _, order, brought = CoveringBlend(TEXT, 0.5).cover(holes)
+    assert sorted(order.tolist()) == list(range(10)) and set(brought.values()) <= {"condition", "intervention"}
+
+
 def test_a_list_of_one_kind_keeps_its_order():
     same = _signals([(0.9 - i / 100, 0.9, 0.1, 1, 0) for i in range(6)])
     _, order, brought = CoveringBlend(TEXT, 0.5).cover(same)

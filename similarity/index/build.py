@@ -82,7 +82,8 @@ def build_index(
 def build_with(embed, trials: Sequence[Trial], config: IndexConfig | None = None, *,
                progress: bool = False, **manifest: Any) -> TrialIndex:
     """The one path of a build, whatever embeds: checks ``trials``, gets their field vectors from
-    ``embed(trials, config)`` (here, or on a cluster: :mod:`.ray_build`) and :func:`assemble`\ s."""
+    ``embed(trials, config)`` (here, or on a cluster: :mod:`.ray_build`) and assembles the index
+    (:func:`assemble`)."""
     config = config or IndexConfig()
     if not trials:
         raise InvalidParameter("cannot build an index of zero trials")

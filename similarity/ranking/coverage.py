@@ -39,8 +39,11 @@ COVERED_ASPECTS: tuple[str, ...] = (Aspect.CONDITION.value, Aspect.INTERVENTION.
 
 
 def _unit(values: np.ndarray) -> np.ndarray:
-    """``values`` scaled to ``[0, 1]`` (all equal: all ones)."""
+    """``values`` scaled to ``[0, 1]`` (all equal: all ones; an unavailable value counts as the lowest)."""
     values = np.asarray(values, dtype=np.float64)
+    if np.isnan(values).all():
+        return np.ones_like(values)
+    values = np.where(np.isnan(values), np.nanmin(values), values)
     low, high = float(values.min()), float(values.max())
     return np.ones_like(values) if high - low < 1e-12 else (values - low) / (high - low)
 
@@ -103,7 +106,7 @@ class CoveringBlend:
         share = np.full(len(names), 1.0 / len(names))
         free = np.ones(n, dtype=bool)
         picked, brought = [], {}
-        for place in range(min(self.head, n)):
+        for _ in range(min(self.head, n)):
             gains = share[:, None] * p_aspect * uncovered[:, None]
             value = (1.0 - self.weight) * relevance + self.weight * gains.sum(0)
             value = np.where(free, value, -np.inf)

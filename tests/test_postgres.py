@@ -86,7 +86,8 @@ def overlap(a, b) -> float:
 
 
 # ------------------------------------------------------------------ store and load
-def test_save_and_load_round_trip(index, pg_url):
+def test_save_and_load_round_trip(index_dir, pg_url):
+    index = TrialIndex.load(index_dir)  # its own copy: a save re-points the index it saves
     where = index.save(pg_url)
     loaded = TrialIndex.load(pg_url)
     assert loaded.build and loaded.build in where and loaded.path is None

@@ -12,7 +12,8 @@ def test_related_excludes_the_trial_itself_and_is_sorted(ranker, index):
         # Sorted by score, except where aspect coverage brought a trial ahead: it says which aspect.
         for above, below in zip(related, related[1:]):
             assert above.score >= below.score or above.why.get("aspect") in ("condition", "intervention")
-        plain = ranker.with_blend(ranker.blend.base, stored=False).related(trial.nct_id, 10)
+        base = getattr(ranker.blend, "base", ranker.blend)
+        plain = ranker.with_blend(base, stored=False).related(trial.nct_id, 10)
         assert [r.score for r in plain] == sorted((r.score for r in plain), reverse=True)
 
 

@@ -38,7 +38,7 @@ from .. import defaults
 from ..exceptions import InvalidParameter
 from .signals import GROUPS, Signals, signal_group
 
-__all__ = ["FusionBlend", "BlendWeights", "LearnedBlend", "RRFBlend", "CascadeBlend", "Blend", "blend_from_dict", "default_blend", "impute"]
+__all__ = ["FusionBlend", "BlendWeights", "LearnedBlend", "RRFBlend", "CascadeBlend", "Blend", "blend_from_dict", "default_blend", "impute", "register_blend"]
 
 DEFAULT_BLEND_FILE = "default_blend.json"
 """The blend shipped with the package (``related-trials fit-weights --export``), in
@@ -323,19 +323,21 @@ def blend_from_dict(data: Mapping[str, Any]) -> Blend:
                 depth=data.get("depth", RERANK_DEPTH),
                 fitted_on=data.get("fitted_on", {}),
             )
-        if method == "covering":
-            from .coverage import CoveringBlend
-
-            return CoveringBlend(
-                base=blend_from_dict(data["base"]),
-                weight=float(data["weight"]),
-                aspects=tuple(data.get("aspects", ("condition", "intervention"))),
-                head=data.get("head", RERANK_DEPTH),
-                fitted_on=data.get("fitted_on", {}),
-            )
+        if method in _READERS:
+            return _READERS[method](data)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidParameter(f"malformed {method!r} blend: {exc!r}") from None
-    raise InvalidParameter(f"unknown blend method {method!r}; allowed: fusion, wsum, learned, rrf, cascade, covering")
+    allowed = ", ".join(["fusion", "wsum", "learned", "rrf", "cascade", *_READERS])
+    raise InvalidParameter(f"unknown blend method {method!r}; allowed: {allowed}")
+
+
+_READERS: dict[str, Any] = {}
+
+
+def register_blend(method: str, read) -> None:
+    """Let :func:`blend_from_dict` rebuild blends saved with ``method`` by ``read(data)`` (a blend
+    defined in a module that itself builds on this one: :mod:`.coverage`)."""
+    _READERS[method] = read
 
 
 def default_blend(signal_names: tuple[str, ...]) -> Blend:

@@ -28,8 +28,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..exceptions import InvalidParameter
-from .aspects import ASPECT_SIGNALS, Aspect
-from .blend import RERANK_DEPTH, CascadeBlend
+from .aspects import ASPECT_SIGNALS, Aspect, aspect_blend
+from .blend import RERANK_DEPTH, CascadeBlend, blend_from_dict, register_blend
 from .signals import Signals
 
 __all__ = ["CoveringBlend", "COVERED_ASPECTS"]
@@ -76,8 +76,6 @@ class CoveringBlend:
 
     def _aspect_scores(self, signals: Signals) -> dict[str, np.ndarray]:
         """Each covered aspect's fusion score of the candidates (aspects the index lacks are left out)."""
-        from .aspects import aspect_blend
-
         out = {}
         for name in self.aspects:
             aspect = Aspect(name)
@@ -136,3 +134,16 @@ class CoveringBlend:
             "base": self.base.to_dict(),
             "fitted_on": dict(self.fitted_on),
         }
+
+
+def _read(data: Mapping[str, Any]) -> CoveringBlend:
+    return CoveringBlend(
+        base=blend_from_dict(data["base"]),
+        weight=float(data["weight"]),
+        aspects=tuple(data.get("aspects", COVERED_ASPECTS)),
+        head=data.get("head", RERANK_DEPTH),
+        fitted_on=data.get("fitted_on", {}),
+    )
+
+
+register_blend(CoveringBlend.method, _read)

@@ -62,7 +62,8 @@ def recall(got, want) -> float:
     return float(np.mean([len(set(g[g >= 0]) & set(w[w >= 0])) / max((w >= 0).sum(), 1) for g, w in zip(got, want)]))
 
 
-def vector_rows(url: str, vectors: np.ndarray, n_queries: int, label: str) -> tuple[list[str], dict]:
+def vector_rows(url: str, vectors: np.ndarray, n_queries: int, label: str,
+                faiss: tuple[str, ...] = ("flat", "hnsw", "ivf-sq8")) -> tuple[list[str], dict]:
     """Table rows for one vector set: build, k-NN and filtered k-NN per backend."""
     n, dim = vectors.shape
     rng = np.random.default_rng(1)
@@ -70,7 +71,7 @@ def vector_rows(url: str, vectors: np.ndarray, n_queries: int, label: str) -> tu
     exact = NumpyBackend(dim) if n <= 20_000 else FaissBackend(dim, "flat")
     exact.add(vectors, np.arange(n))
     backends, builds = {}, {}
-    for name in ("flat", "hnsw", "ivf-sq8") if n > 20_000 else ("flat", "hnsw"):
+    for name in faiss if n > 20_000 else [f for f in faiss if f != "ivf-sq8"]:
         started = time.perf_counter()
         backend = FaissBackend(dim, name)
         backend.add(vectors, np.arange(n))
@@ -162,29 +163,9 @@ def replicas(url: str, index: TrialIndex, seconds: float) -> dict:
             "old": old, "new": new, "final": final, "save_s": saved, "follow_s": switched}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, action="append", help="synthetic vectors (repeatable; default 100000)")
-    parser.add_argument("--dim", type=int, default=384)
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--index", default="indexes/demo", help="the local demo index (real vectors, replicas)")
-    parser.add_argument("--replica-seconds", type=float, default=10.0)
-    parser.add_argument("--out", default="benchmarks/scale-postgres.md")
-    args = parser.parse_args()
-    sizes = args.n or [100_000]
-    data = Path(tempfile.mkdtemp(prefix="rt-pg-bench-"))
-    url, server = embedded_server(data / "pg")
-    rows, notes = [], []
-    for n in sizes:
-        rows += vector_rows(url, unit(n, args.dim, 0), args.queries, f"synthetic {n:,} x {args.dim}")[0]
-        print(rows[-1], file=sys.stderr)
-    index = TrialIndex.load(args.index)
-    real = index.trial_vectors(np.asarray(index.field_vectors))
-    rows += vector_rows(url, real, args.queries, f"demo trial vectors {len(real):,} x {real.shape[1]}")[0]
-    mean, worst = list_overlap(url, index, 300)
-    rep = replicas(url, index, args.replica_seconds)
-    server.cleanup()
-    lines = [
+def _head(args) -> list[str]:
+    """The report's heading, set-up and table header."""
+    return [
         "# PostgreSQL + pgvector against the local FAISS backends",
         "",
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `scripts/scale_pg.py`.",
@@ -203,6 +184,41 @@ def main() -> None:
         "",
         "| vectors | backend | build s | filter | plan | p50 ms | p99 ms | recall@10 |",
         "|---|---|---:|---|---|---:|---:|---:|",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, action="append", help="synthetic vectors (repeatable; default 100000)")
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--index", default="indexes/demo", help="the local demo index (real vectors, replicas)")
+    parser.add_argument("--replica-seconds", type=float, default=10.0)
+    parser.add_argument("--faiss", default="flat,hnsw,ivf-sq8",
+                        help="FAISS backends measured beside pgvector (default flat,hnsw,ivf-sq8)")
+    parser.add_argument("--synthetic-only", action="store_true",
+                        help="only the synthetic vectors: no real vectors, list overlap or replicas")
+    parser.add_argument("--out", default="benchmarks/scale-postgres.md")
+    args = parser.parse_args()
+    faiss = tuple(f.strip() for f in args.faiss.split(",") if f.strip())
+    sizes = args.n or [100_000]
+    data = Path(tempfile.mkdtemp(prefix="rt-pg-bench-"))
+    url, server = embedded_server(data / "pg")
+    rows, notes = [], []
+    for n in sizes:
+        rows += vector_rows(url, unit(n, args.dim, 0), args.queries, f"synthetic {n:,} x {args.dim}", faiss)[0]
+        print(rows[-1], file=sys.stderr)
+    if args.synthetic_only:
+        server.cleanup()
+        write_report(args.out, "\n".join(_head(args) + rows), "python scripts/scale_pg.py " + shlex.join(sys.argv[1:]))
+        return
+    index = TrialIndex.load(args.index)
+    real = index.trial_vectors(np.asarray(index.field_vectors))
+    rows += vector_rows(url, real, args.queries, f"demo trial vectors {len(real):,} x {real.shape[1]}")[0]
+    mean, worst = list_overlap(url, index, 300)
+    rep = replicas(url, index, args.replica_seconds)
+    server.cleanup()
+    lines = _head(args) + [
         *rows,
         "",
         f"Related lists ranked live (stored lists off) on the demo index ({len(index):,} trials), candidates from "

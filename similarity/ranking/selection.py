@@ -221,6 +221,20 @@ class Selection:
     """The aspect-coverage weight chosen with it (:func:`choose_coverage`; 0: none)."""
 
 
+def _one_standard_error(values: Mapping, simplest_first: Sequence) -> tuple:
+    """The one-standard-error rule over per-query ``values`` of each choice: the first of
+    ``simplest_first`` whose mean is within one standard error (of its per-query difference from
+    the best choice) of the best mean, and that standard error."""
+    means = {key: float(np.mean(v)) for key, v in values.items()}
+    best = max(simplest_first, key=lambda key: means[key])  # ties: the simplest
+    for key in simplest_first:
+        diff = values[best] - values[key]
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        if means[key] >= means[best] - se:
+            return key, se
+    return best, 0.0
+
+
 COVERAGE_WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5)
 """The xQuAD weights :func:`choose_coverage` chooses among (:class:`~similarity.ranking.coverage.CoveringBlend`)."""
 
@@ -244,14 +258,7 @@ def choose_coverage(queries: Sequence[QuerySignals], blend: Blend,
         return weights[0], blends[weights[0]]
     values = {w: np.array([criterion(b, q) for q in queries]) for w, b in blends.items()}
     means = {w: float(v.mean()) for w, v in values.items()}
-    top = max(weights, key=lambda w: (means[w], -w))
-    best = top
-    for w in weights:
-        diff = values[top] - values[w]
-        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
-        if means[w] >= means[top] - se:
-            best = w
-            break
+    best, _ = _one_standard_error(values, weights)
     if best == 0:
         return best, blend
     scores = {f"{w:g}": round(m, 4) for w, m in means.items()}
@@ -297,14 +304,7 @@ def select_design(
         raise InvalidParameter("choosing a design needs at least 2 labelled queries")
     values = _inner_scores(queries, chosen, min(n_splits, len(queries)))
     means = {name: float(v.mean()) for name, v in values.items()}
-    best = max(means, key=means.get)
-    ses = {}
-    for design in sorted(chosen, key=lambda d: d.parameters):
-        diff = values[best] - values[design.name]
-        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
-        ses[design.name] = se
-        if means[design.name] >= means[best] - se:
-            winner = design
-            break
+    name, se = _one_standard_error(values, [d.name for d in sorted(chosen, key=lambda d: d.parameters)])
+    winner = DESIGNS[name]
     weight, blend = choose_coverage(queries, winner.fit(queries), coverage)
-    return Selection(winner.name, blend, means, ses[winner.name], ids, weight)
+    return Selection(winner.name, blend, means, se, ids, weight)

@@ -24,6 +24,7 @@ Tables of a build schema (row ``i`` of every table is the index's row ``i``):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -191,9 +192,7 @@ def save_build(index, url: str, *, m: int = HNSW_M, ef_construction: int = HNSW_
     pg = psycopg()
     conn = connect(url, autocommit=False, register=False)
     try:
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            ensure_control(cur)
+        with _save_transaction(conn) as cur:
             _create_tables(cur, schema, fields, dim, dim)
             s = sql.Identifier(schema)
             with cur.copy(sql.SQL(
@@ -233,6 +232,16 @@ def save_build(index, url: str, *, m: int = HNSW_M, ef_construction: int = HNSW_
     finally:
         conn.close()
     return schema
+
+
+@contextlib.contextmanager
+def _save_transaction(conn):
+    """The cursor of one save's transaction: saves serialised by an advisory lock, the control
+    schema in place; committed on leaving, rolled back on an error."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        ensure_control(cur)
+        yield cur
 
 
 def _write_lists(cur, schema: str, lists) -> None:
@@ -276,9 +285,7 @@ def save_vectors(url: str, vectors: np.ndarray, *, m: int = HNSW_M, ef_construct
     schema = new_schema_name()
     conn = connect(url, autocommit=False, register=False)
     try:
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            ensure_control(cur)
+        with _save_transaction(conn) as cur:
             cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
             cur.execute(sql.SQL("CREATE TABLE {}.trial_vectors (row int4 PRIMARY KEY, embedding vector({}) NOT NULL)")
                         .format(sql.Identifier(schema), sql.Literal(vectors.shape[1])))

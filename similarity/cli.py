@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="index directory (created; swapped atomically), or a postgresql:// URL (a new schema, "
                             "switched to in one transaction)")
     build.add_argument("--model", default=None, help="sentence-transformers model name or path (default all-MiniLM-L6-v2)")
+    build.add_argument("--runtime", choices=["torch", "onnx", "onnx-int8"], default=None,
+                       help="what runs the text model (default onnx-int8: ONNX Runtime with int8 weights, ~2.4x "
+                            "faster than torch on CPU; exported from the installed model once and cached)")
     build.add_argument("--fields", default=None, help="comma-separated text fields to embed (default brief_title,conditions,interventions,summary)")
     build.add_argument("--fast", action="store_true",
                        help="embed brief_title,conditions,interventions only: a cold build ~3x faster, lower quality")
@@ -288,6 +291,8 @@ def _load_and_embed(args, engine):
         config_kwargs["neighbours"] = args.neighbours
     if args.max_chunks:
         config_kwargs["max_chunks"] = args.max_chunks
+    if getattr(args, "runtime", None):
+        config_kwargs["runtime"] = args.runtime
     config = IndexConfig(backend=args.backend, **config_kwargs)
     if not trials:
         raise InvalidParameter(_nothing_to_build(report))

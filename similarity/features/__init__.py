@@ -21,6 +21,7 @@ from .fields import (
 )
 from .lexical import BM25Vectorizer
 from .structured import StructuredFeaturizer
+from .onnx_runtime import Runtime
 from .text import DEFAULT_MODEL, TextFeaturizer, load_sentence_model
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "EmbeddingCache",
     "FAST_TEXT_FIELDS",
     "MULTI_VALUED_COLUMNS",
+    "Runtime",
     "STRUCTURED_COLUMNS",
     "StructuredFeaturizer",
     "TERM_FIELDS",

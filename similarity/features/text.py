@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._cells import missing
 from .embedding_cache import EmbeddingCache, text_key
+from .onnx_runtime import Runtime, use_onnx_runtime
 from .. import defaults
 from ..exceptions import InvalidParameter
 
@@ -105,20 +106,40 @@ def resolve_model_path(model: str) -> str:
     return str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
 
 
-def load_sentence_model(model: str, device: str | None = "cpu"):
-    """Load a SentenceTransformer offline (``HF_HUB_OFFLINE=1``) by name or path, with a clear error."""
+def load_sentence_model(model: str, device: str | None = "cpu", runtime: Runtime | str = Runtime.TORCH):
+    """Load a SentenceTransformer offline (``HF_HUB_OFFLINE=1``) by name or path, with a clear error.
+
+    ``runtime`` other than ``"torch"`` runs its transformer in ONNX Runtime
+    (:mod:`similarity.features.onnx_runtime`; exported from the local weights once and cached).
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        runtime = Runtime(runtime)
+    except ValueError:
+        raise InvalidParameter(
+            f"unknown runtime {runtime!r}; allowed: {', '.join(r.value for r in Runtime)}"
+        ) from None
+    if runtime is not Runtime.TORCH and device not in (None, "cpu"):
+        raise InvalidParameter(f"runtime {runtime.value!r} runs on the CPU; use runtime 'torch' for device {device!r}")
     from sentence_transformers import SentenceTransformer
 
     path = resolve_model_path(model)
     try:
-        return SentenceTransformer(path, device=device)
+        loaded = SentenceTransformer(path, device=device)
     except Exception as exc:  # the library raises OSError, ValueError or HF errors
         raise InvalidParameter(
             f"cannot load sentence-transformers model {model!r} (resolved to {path!r}) offline: "
             f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
             f"Use a local path or a packaged model ({', '.join(sorted(set(_PACKAGED_MODELS)))})"
         ) from None
+    if runtime is not Runtime.TORCH:
+        if not Path(path).is_dir():
+            raise InvalidParameter(f"runtime {runtime.value!r} exports a local model; {model!r} is not a local path")
+        try:
+            use_onnx_runtime(loaded, path, runtime, _model_cache_dir())
+        except ImportError as exc:
+            raise InvalidParameter(f"runtime {runtime.value!r} needs onnxruntime and onnx: {exc}") from None
+    return loaded
 
 
 def _chunks(text: str, chunk_words: int, max_chunks: int) -> list[str]:
@@ -185,6 +206,9 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         cache_dir: directory of the persistent embedding cache, or None for none.
         device: torch device.
         show_progress_bar: show a tqdm bar while encoding.
+        runtime: what runs the model's transformer: ``"torch"``, ``"onnx"`` (ONNX Runtime, the same
+            vectors) or ``"onnx-int8"`` (int8 weights, ~2.4x faster on CPU, slightly different
+            vectors, cached under their own key); see :mod:`similarity.features.onnx_runtime`.
     """
 
     def __init__(
@@ -199,6 +223,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         cache_dir: str | None = None,
         device: str | None = "cpu",
         show_progress_bar: bool = False,
+        runtime: str = "torch",
     ):
         self.model = model
         self.batch_size = batch_size
@@ -209,6 +234,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         self.cache_dir = cache_dir
         self.device = device
         self.show_progress_bar = show_progress_bar
+        self.runtime = runtime
 
     def fit(self, X, y=None):
         """Load the model; nothing is learned from ``X`` beyond its number of columns."""
@@ -224,9 +250,11 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
                 f"term_columns must be column indices below {X.shape[1]} and term_separator non-empty; "
                 f"got term_columns={tuple(self.term_columns)}, term_separator={self.term_separator!r}"
             )
-        self.model_ = load_sentence_model(self.model, self.device)
+        self.model_ = load_sentence_model(self.model, self.device, self.runtime)
         self.dim_ = int(self.model_.get_embedding_dimension())
-        self.model_id_ = f"{self.model}@{self.model_.max_seq_length}"
+        # int8 vectors differ from the float model's: cached under their own key
+        quantised = "" if Runtime(self.runtime) in (Runtime.TORCH, Runtime.ONNX) else f"+{self.runtime}"
+        self.model_id_ = f"{self.model}@{self.model_.max_seq_length}{quantised}"
         return self
 
     def transform(self, X) -> np.ndarray:
@@ -265,7 +293,7 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         if todo:
             logger.info("embedding %d texts (%d from cache)", len(todo), len(found))
             if getattr(self, "model_", None) is None:  # unpickled: reload the weights by name
-                self.model_ = load_sentence_model(self.model, self.device)
+                self.model_ = load_sentence_model(self.model, self.device, self.runtime)
             found.update(self._encode_sorted(todo, cache))
         if cache is not None:
             cache.close()
@@ -307,6 +335,10 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         state = self.__dict__.copy()
         state.pop("model_", None)  # the weights are reloaded by name, never pickled
         return state
+
+    def __setstate__(self, state):
+        state.setdefault("runtime", "torch")  # featurizers saved before runtimes ran PyTorch
+        self.__dict__.update(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import defaults
 from ..exceptions import InvalidParameter
-from ..features import DEFAULT_TEXT_FIELDS, TERM_FIELDS, TextFeaturizer, TextField
+from ..features import DEFAULT_TEXT_FIELDS, TERM_FIELDS, Runtime, TextFeaturizer, TextField
 from .backends import BackendName
 
 __all__ = ["IndexConfig"]
@@ -32,6 +32,9 @@ class IndexConfig:
         neighbours: length of the neighbour list precomputed for each trial (0: none; None:
             :data:`~similarity.defaults.NEIGHBOURS_K` above
             :data:`~similarity.defaults.NEIGHBOURS_MIN` trials, none below).
+        runtime: what runs the text model (``torch``, ``onnx``, ``onnx-int8``; see
+            :class:`~similarity.features.Runtime`); queries embed with the index's runtime. Indexes
+            saved before this option ran PyTorch and load with ``torch``.
     """
 
     model: str = defaults.DEFAULT_MODEL
@@ -42,6 +45,7 @@ class IndexConfig:
     backend: BackendName = "auto"
     term_fields: tuple[str, ...] = tuple(f.value for f in TERM_FIELDS)
     neighbours: int | None = None
+    runtime: str = defaults.RUNTIME
 
     def __post_init__(self):
         known = [f.value for f in TextField]
@@ -57,6 +61,12 @@ class IndexConfig:
         if not set(terms) <= set(allowed):
             raise InvalidParameter(f"term_fields must be among {allowed} (list fields); got {terms}")
         object.__setattr__(self, "term_fields", terms)
+        try:
+            object.__setattr__(self, "runtime", Runtime(self.runtime).value)
+        except ValueError:
+            raise InvalidParameter(
+                f"unknown runtime {self.runtime!r}; allowed: {', '.join(r.value for r in Runtime)}"
+            ) from None
         if self.neighbours is not None and self.neighbours < 0:
             raise InvalidParameter(f"neighbours must be >= 0 or None (auto), got {self.neighbours}")
         weights = self.field_weights
@@ -76,6 +86,7 @@ class IndexConfig:
             "max_chunks": self.max_chunks,
             "chunk_words": self.chunk_words,
             "term_fields": [f for f in self.term_fields if f in self.text_fields],
+            "runtime": self.runtime,
         }
 
     def term_columns(self) -> tuple[int, ...]:
@@ -91,11 +102,12 @@ class IndexConfig:
             term_columns=self.term_columns(),
             cache_dir=cache_dir,
             show_progress_bar=progress,
+            runtime=self.runtime,
         )
 
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> "IndexConfig":
         """The config a manifest saved (JSON lists back to tuples; builds older than
-        ``term_fields`` embedded whole fields)."""
-        saved = {"term_fields": [], **saved}
+        ``term_fields`` embedded whole fields, and those older than ``runtime`` ran PyTorch)."""
+        saved = {"term_fields": [], "runtime": "torch", **saved}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})

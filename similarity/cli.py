@@ -86,8 +86,9 @@ def _parser() -> argparse.ArgumentParser:
                             "switched to in one transaction)")
     build.add_argument("--model", default=None, help="sentence-transformers model name or path (default all-MiniLM-L6-v2)")
     build.add_argument("--runtime", choices=["torch", "onnx", "onnx-int8"], default=None,
-                       help="what runs the text model (default onnx-int8: ONNX Runtime with int8 weights, ~2.4x "
-                            "faster than torch on CPU; exported from the installed model once and cached)")
+                       help="what runs the text model (default torch; onnx-int8: ONNX Runtime with int8 weights, "
+                            "~2.4x faster on CPU, slightly lower labelled-pair quality; onnx: float, ~1.2x; exported "
+                            "from the installed model once and cached)")
     build.add_argument("--fields", default=None, help="comma-separated text fields to embed (default brief_title,conditions,interventions,summary)")
     build.add_argument("--fast", action="store_true",
                        help="embed brief_title,conditions,interventions only: a cold build ~3x faster, lower quality")

@@ -1,5 +1,6 @@
 """The text model through ONNX Runtime: exported from the installed weights, cached, close to PyTorch."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -98,8 +99,9 @@ def test_onnx_needs_a_local_model_on_the_cpu():
 
 
 def test_indexes_saved_before_runtimes_load_as_pytorch():
-    saved = IndexConfig().layout()
-    assert saved["runtime"] == "onnx-int8"  # the default of a new build
+    saved = IndexConfig(runtime="onnx-int8").layout()
+    assert saved["runtime"] == "onnx-int8"
+    assert IndexConfig.from_saved(saved).runtime == "onnx-int8"
     del saved["runtime"]
     assert IndexConfig.from_saved(saved).runtime == "torch"
 
@@ -118,15 +120,22 @@ def test_build_records_its_runtime_and_queries_embed_with_it(tmp_path, data_dir)
     index = tmp_path / "index"
     run = subprocess.run(
         [sys.executable, "-m", "similarity.cli", "build", str(data_dir / "flat-sample.jsonl"), "--index", str(index),
-         "--runtime", "torch", "--quiet"],
+         "--runtime", "onnx-int8", "--quiet"],
         capture_output=True, text=True,
     )
     assert run.returncode == 0, run.stderr
     current = (index / "CURRENT").read_text().strip()
     manifest = json.loads((index / "builds" / current / "manifest.json").read_text())
-    assert manifest["config"]["runtime"] == "torch"
+    assert manifest["config"]["runtime"] == "onnx-int8"
 
-    from similarity import TrialIndex
+    from similarity import Ranker, TrialIndex
 
     loaded = TrialIndex.load(index)
-    assert loaded.config.runtime == "torch" and loaded.text_featurizer().runtime == "torch"
+    featurizer = loaded.text_featurizer()
+    assert loaded.config.runtime == "onnx-int8" and featurizer.runtime == "onnx-int8"
+    assert featurizer.model_id_.endswith("+onnx-int8")
+    # a copy of an indexed trial under a new NCT ID, embedded at query time with the index's runtime,
+    # finds that trial first
+    trial = loaded.trials[0]
+    copy = dataclasses.replace(trial, nct_id="NCT99999999")
+    assert Ranker(loaded).related_to_trial(copy, k=1)[0].nct_id == trial.nct_id

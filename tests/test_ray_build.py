@@ -57,25 +57,17 @@ def test_reading_on_the_cluster_gives_what_load_trials_gives(engine, data_dir, t
         engine.load_trials([bad], strict=True)
 
 
-def assert_same_vectors(built, local):
-    """The default runtime quantises activations to int8 per batch, so a text's vector moves a little
-    with its batch-mates, and Ray's batches are not the local build's: the same trial, field by field,
-    within a cosine of 0.98 (measured min ~0.99; with ``runtime="torch"`` one float16 step apart)."""
-    a = built.field_vectors.astype(np.float32).reshape(len(built), -1, built.manifest.dim)
-    b = np.asarray(local.field_vectors, np.float32).reshape(len(local), -1, local.manifest.dim)
-    present = np.abs(b).sum(axis=2) > 0
-    assert np.array_equal(present, np.abs(a).sum(axis=2) > 0)  # the same fields missing
-    cosines = (a * b).sum(axis=2)[present]
-    assert cosines.min() >= 0.98, cosines.min()
-
-
 def test_a_ray_build_is_the_local_build(engine, sample_trials, index, tmp_path):
     built = engine.build_index(sample_trials, cache_dir=str(tmp_path / "cache"))  # cold cache
     assert [t.nct_id for t in built.trials] == [t.nct_id for t in index.trials]
     assert built.manifest.fingerprint == index.manifest.fingerprint
     assert built.manifest.config == index.manifest.config
     assert built.manifest.engine["name"] == "ray" and built.manifest.engine["workers"] == 2
-    assert_same_vectors(built, index)
+    # Measured: max difference 6.1e-05 (one float16 step) in 95 of the 90,240 values (0.1%): another
+    # batch's padding moves a float32 value by ~1e-7, and float16 rounding now and then lands a step apart.
+    difference = np.abs(built.field_vectors.astype(np.float32) - np.asarray(index.field_vectors, np.float32))
+    assert difference.max() <= 2e-3, difference.max()
+    assert np.mean(difference > 0) < 0.01
     ours, theirs = Ranker(built), Ranker(index)
     overlaps = []
     for trial in index.trials:
@@ -141,5 +133,5 @@ def test_build_index_ray_reads_and_builds_in_one_call(engine, data_dir, tmp_path
     local = build_index(load_trials([source]), cache_dir=str(tmp_path / "local"))
     assert report.loaded == len(built) == len(local)
     assert [t.nct_id for t in built.trials] == [t.nct_id for t in local.trials]
-    assert_same_vectors(built, local)
+    assert np.abs(built.field_vectors.astype(np.float32) - local.field_vectors.astype(np.float32)).max() <= 2e-3
     assert ray.is_initialized()

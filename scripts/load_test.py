@@ -12,8 +12,11 @@ loopback only, each endpoint in turn in the same run:
   ``If-None-Match``, so every request is answered (from the stored lists where the index has them);
 - ``GET /trials/{id}/related?k=11``: the same, one trial beyond the stored lists, so every request
   ranks live: what the stored lists save;
-- ``POST /related?k=K`` with a trial document that is not indexed (the seed study under another NCT
-  ID): embedding and ranking, separately, with ``--post-connections`` connections.
+- ``POST /related?k=K`` with trial documents that are not indexed (the seed study under another NCT
+  ID, in 1,000 copies whose texts differ, so nothing is embedded twice): embedding and ranking, with
+  ``--post-connections`` connections; once as served (concurrent documents embedded together,
+  ``serve --batch-rows 32``) and once by a second server started with ``--batch-rows 1`` (each
+  document alone), the baseline of the micro-batching, in the same run.
 
 wrk reports requests/s, latency percentiles and errors (non-2xx answers, socket errors and
 timeouts) through a Lua ``done`` hook. Writes a Markdown table with the machine, date and command
@@ -62,12 +65,33 @@ end
 """
 
 POST = r"""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open("%s", "rb")
-wrk.body = f:read("*a")
-f:close()
+local bodies = {}
+for line in io.lines("%s") do bodies[#bodies + 1] = line end
+local i = 0
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[i])
+end
 """
+
+
+def document_variants(document: dict, n: int) -> list[dict]:
+    """``n`` copies of an API v2 study, each with its own texts (title, summary, conditions,
+    interventions end in `` (copy i)``), so that no two requests embed the same strings."""
+    out = []
+    for i in range(n):
+        doc = json.loads(json.dumps(document))
+        p = doc["protocolSection"]
+        tag = f" (copy {i})"
+        p["identificationModule"]["briefTitle"] += tag
+        if "descriptionModule" in p and p["descriptionModule"].get("briefSummary"):
+            p["descriptionModule"]["briefSummary"] += tag
+        if "conditionsModule" in p:
+            p["conditionsModule"]["conditions"] = [c + tag for c in p["conditionsModule"].get("conditions", [])]
+        for intervention in p.get("armsInterventionsModule", {}).get("interventions", []):
+            intervention["name"] += tag
+        out.append(doc)
+    return out
 
 
 def run_wrk(url: str, script: str, *, duration: float, connections: int, workdir: Path, name: str) -> dict:
@@ -126,16 +150,21 @@ def main(argv: list[str] | None = None) -> int:
         for name, k in (("related", args.k), ("live", max(stored, args.k) + 1)):
             (workdir / f"{name}.txt").write_text("\n".join(f"/trials/{i}/related?k={k}" for i in ids) + "\n")
             paths[name] = CYCLE % (workdir / f"{name}.txt")
-        (workdir / "doc.json").write_text(json.dumps(document))
+        (workdir / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in document_variants(document, 1000)))
         runs = {}
         plan = [("health", "", args.connections, "/health"), ("related", paths["related"], args.connections, ""),
                 ("live", paths["live"], args.connections, ""),
-                ("post", POST % (workdir / "doc.json"), args.post_connections, f"/related?k={args.k}")]
+                ("post", POST % (workdir / "docs.jsonl"), args.post_connections, f"/related?k={args.k}")]
         for name, script, connections, path in plan:
             runs[name] = run_wrk(server.url + path, script, duration=args.duration, connections=connections,
                                  workdir=workdir, name=name)
             logger.info("%s: %s", name, row(name, runs[name], None))
         workers = args.workers or os.cpu_count()
+        with server_process(args.index, args=(*serve_args, "--batch-rows", "1")) as alone:  # the first one idles
+            runs["post_alone"] = run_wrk(alone.url + f"/related?k={args.k}", POST % (workdir / "docs.jsonl"),
+                                         duration=args.duration, connections=args.post_connections, workdir=workdir,
+                                         name="post_alone")
+            logger.info("post, each alone: %s", row("post_alone", runs["post_alone"], None))
     live_k = max(stored, args.k) + 1
     text = "\n".join([
         "# HTTP API load figures",
@@ -157,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         row("`GET /health` (the server's floor)", runs["health"], None),
         row(f"`GET /trials/{{id}}/related?k={args.k}`" + (" (stored lists)" if stored else ""), runs["related"], runs["health"]),
         row(f"`GET /trials/{{id}}/related?k={live_k}` (ranked live)", runs["live"], runs["health"]),
-        row(f"`POST /related?k={args.k}` (a new document)", runs["post"], runs["health"]),
+        row(f"`POST /related?k={args.k}` (a new document; concurrent ones embedded together)", runs["post"], runs["health"]),
+        row(f"`POST /related?k={args.k}`, a second server with `--batch-rows 1` (each embedded alone)",
+            runs["post_alone"], runs["health"]),
         "",
     ])
     write_report(args.out, text, command)

@@ -179,6 +179,9 @@ def _parser() -> argparse.ArgumentParser:
                             "$RELATED_TRIALS_RELOAD_TOKEN; prefer it: a command line shows in ps)")
     serve.add_argument("--workers", type=int, default=None, metavar="N",
                        help="worker processes, all mapping the same index (default: one per core)")
+    serve.add_argument("--batch-rows", type=int, default=32, metavar="N",
+                       help="documents of concurrent POST /related and search requests embedded in one encoder "
+                            "call, up to N (default 32; 1: each alone)")
     serve.add_argument("--watch", type=float, default=2.0, metavar="SECONDS",
                        help="check DIR/CURRENT this often and swap in a new build (default 2; 0: off)")
     return parser
@@ -557,9 +560,11 @@ def _cmd_serve(args) -> int:
         raise InvalidParameter(f"--workers must be >= 1, got {args.workers}")
     if args.watch == 0 and (args.workers or os.cpu_count() or 1) > 1:
         raise InvalidParameter("--watch 0 needs --workers 1: several workers follow a new build by watching CURRENT")
+    if args.batch_rows < 1:
+        raise InvalidParameter(f"--batch-rows must be >= 1, got {args.batch_rows}")
     TrialIndex.load(args.index)  # fail fast with a one-line error before the server starts
     serve(args.index, host=args.host, port=args.port, cors_origins=args.cors_origin,
-          reload_token=token, watch_seconds=args.watch or None, workers=args.workers)
+          reload_token=token, watch_seconds=args.watch or None, workers=args.workers, batch_rows=args.batch_rows)
     return 0
 
 

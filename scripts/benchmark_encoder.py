@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _report import write_report  # scripts/_report.py (a script's folder is first on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 NAIVE = """
@@ -108,8 +110,7 @@ def main(argv=None) -> int:
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node() or 'unknown'}, "
         f"{os.cpu_count()} cores; Python {platform.python_version()}. Load average {load_before:.2f} at the start, "
         f"{load_after:.2f} at the end.", "",
-        f"Command: `python scripts/benchmark_encoder.py {' '.join(shlex.quote(a) for a in (argv or sys.argv[1:]))}`",
-        "", f"{len(trials)} random trials of `{os.path.relpath(args.corpus, ROOT)}` (seed {args.seed}); every side a "
+        f"{len(trials)} random trials of `{os.path.relpath(args.corpus, ROOT)}` (seed {args.seed}); every side a "
         f"whole process (start, imports, model load, work, exit), {args.rounds} rounds in alternating order; "
         f"builds cold (empty embedding cache). Before the rounds, loading the model with onnx-int8 took "
         f"{export_s:.1f} s{' (its export was already cached)' if cached else ' (the one-off export and int8 quantisation included)'}; "
@@ -120,9 +121,7 @@ def main(argv=None) -> int:
     for name, values in times.items():
         lines.append(f"| {name} | " + " | ".join(f"{v:.1f} s" for v in values)
                      + f" | {sum(values):.1f} s | {naive / sum(values):.2f}x |")
-    out = Path(args.out)
-    out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}")
+    write_report(args.out, "\n".join(lines), "python scripts/benchmark_encoder.py " + shlex.join(argv or sys.argv[1:]))
     return 0
 
 

@@ -18,7 +18,8 @@ import platform
 import shlex
 import sys
 import time
-from pathlib import Path
+
+from _report import write_report  # scripts/_report.py (a script's folder is first on sys.path)
 
 import numpy as np
 
@@ -77,7 +78,6 @@ def main(argv=None) -> int:
         f"intervals over queries; differences are paired by query ({a} minus {b}).", "",
         f"- date: {dt.date.today().isoformat()}; machine: {platform.node() or 'unknown'}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
-        f"- command: `python {' '.join(shlex.quote(x) for x in sys.argv)}`",
         f"- builds: `{args.index}` ({a}) and `{args.versus}` ({b}), {len(index)} trials each, model "
         f"{index.manifest.model}, fields {', '.join(index.config.text_fields)}",
         f"- pairs: `{args.pairs}`: {mine['rerank'].queries} queries", "",
@@ -102,9 +102,7 @@ def main(argv=None) -> int:
               f"{args.max_loss}): " + "; ".join(f"{mode} {metric} {d:+.4f} {'holds' if ok else 'does not hold'}"
                                                for mode, metric, d, ok in verdicts) + ".", "",
               f"_Report written in {time.perf_counter() - started:.0f} s._"]
-    out = Path(args.out)
-    out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}")
+    write_report(args.out, "\n".join(lines), "python scripts/runtime_quality.py " + shlex.join(argv or sys.argv[1:]))
     return 0
 
 

@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="what runs the text model (default torch; onnx-int8: ONNX Runtime with int8 weights, "
                             "~2.4x faster on CPU, slightly lower labelled-pair quality; onnx: float, ~1.2x; exported "
                             "from the installed model once and cached)")
-    build.add_argument("--fields", default=None, help="comma-separated text fields to embed (default brief_title,conditions,interventions,summary)")
+    build.add_argument("--fields", default=None, help="comma-separated text fields to embed (default brief_title,conditions,interventions,summary,text)")
     build.add_argument("--fast", action="store_true",
                        help="embed brief_title,conditions,interventions only: a cold build ~3x faster, lower quality")
     build.add_argument("--term-fields", default=None, metavar="FIELDS",

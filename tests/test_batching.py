@@ -119,9 +119,9 @@ def test_the_app_refuses_a_batch_size_below_one(index_dir):
 def test_a_served_index_embeds_posted_documents_in_batches(index_dir):
     from similarity.service.hotswap import ServedIndex
 
-    served = ServedIndex(index_dir, load_model=False)
+    served = ServedIndex(index_dir, load_model=False, batch_rows=32)
     served.reload()
     assert served.ranker._embed is not None and served.ranker._embed.max_rows == 32
-    alone = ServedIndex(index_dir, load_model=False, batch_rows=1)
+    alone = ServedIndex(index_dir, load_model=False)  # the default: each document alone
     alone.reload()
     assert alone.ranker._embed is None

@@ -7,7 +7,9 @@ length, :class:`~similarity.features.TextFeaturizer`), they do not. :class:`Micr
 callers from many threads one function to call with their rows; a single worker thread runs the
 wrapped function on everything waiting at that moment. Nothing waits for a batch to fill: a lone
 request runs at once, and under load the requests that arrive while one batch runs form the next.
-Measured in ``benchmarks/api.md`` against a server that embeds each document alone.
+Measured on 2 CPU cores (``benchmarks/api.md``) it is slower than embedding each document alone on
+the request's own thread (6 against 8 requests/s with the default model), so a service turns it on
+only when asked (``serve --batch-rows N``); one bigger call pays where the encoder is a GPU.
 """
 
 from __future__ import annotations

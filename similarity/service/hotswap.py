@@ -76,10 +76,10 @@ class ServedIndex:
         index_dir: an index directory written by ``related-trials build``, or a PostgreSQL URL.
         load_model: also load the sentence model before a build is served (for posted documents).
         batch_rows: embed the documents of concurrent requests together, up to this many
-            (:meth:`Ranker.batch_documents`; 1: each alone).
+            (:meth:`Ranker.batch_documents`; default 1: each alone).
     """
 
-    def __init__(self, index_dir: str | Path, *, load_model: bool = True, batch_rows: int = 32):
+    def __init__(self, index_dir: str | Path, *, load_model: bool = True, batch_rows: int = 1):
         self.url = index_dir.strip() if is_index_url(index_dir) else None
         self.index_dir = None if self.url else Path(index_dir)
         self._conn = None  # the watch's connection to the database of a URL

@@ -34,7 +34,7 @@ CONFIG_ENV = "RELATED_TRIALS_SERVE_CONFIG"
 
 def serve(index_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
           cors_origins: Sequence[str] = (), reload_token: str | None = None,
-          watch_seconds: float | None = 2.0, workers: int | None = None, batch_rows: int = 32) -> None:
+          watch_seconds: float | None = 2.0, workers: int | None = None, batch_rows: int = 1) -> None:
     """Serve the API and the widget with uvicorn until interrupted; SIGHUP reloads the index.
 
     Args are those of :func:`create_app`, and ``workers``: processes answering requests (default:

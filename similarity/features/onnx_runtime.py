@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ..exceptions import InvalidParameter
+
 __all__ = ["Runtime", "use_onnx_runtime"]
 
 logger = logging.getLogger(__name__)
@@ -45,7 +47,15 @@ class Runtime(str, Enum):
     """ONNX Runtime, float32: the same vectors as PyTorch (to rounding), ~1.2x faster on CPU."""
     ONNX_INT8 = "onnx-int8"
     """ONNX Runtime with int8 weights (dynamic quantisation): ~2.4x faster on CPU, vectors within
-    ~0.007 cosine of PyTorch's; its quality on the labelled pairs is in ``benchmarks/quality.md``."""
+    ~0.007 cosine of PyTorch's; its quality on the labelled pairs is in ``benchmarks/runtime.md``."""
+
+    @classmethod
+    def parse(cls, value: "Runtime | str") -> "Runtime":
+        """``value`` as a runtime; an unknown name raises :class:`InvalidParameter` naming the allowed ones."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidParameter(f"unknown runtime {value!r}; allowed: {', '.join(r.value for r in cls)}") from None
 
 
 def _weights_digest(model_dir: Path) -> str:
@@ -190,7 +200,7 @@ def use_onnx_runtime(st_model, model_dir: str | os.PathLike, runtime: Runtime | 
     inside the first module, whose tokenizer and the later pooling modules are kept. Returns the
     ONNX file used.
     """
-    runtime = Runtime(runtime)
+    runtime = Runtime.parse(runtime)
     if runtime is Runtime.TORCH:
         raise ValueError("use_onnx_runtime needs an ONNX runtime")
     transformer = st_model[0]

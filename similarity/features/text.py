@@ -127,12 +127,7 @@ def load_sentence_model(model: str, device: str | None = "cpu", runtime: Runtime
     (:mod:`similarity.features.onnx_runtime`; exported from the local weights once and cached).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        runtime = Runtime(runtime)
-    except ValueError:
-        raise InvalidParameter(
-            f"unknown runtime {runtime!r}; allowed: {', '.join(r.value for r in Runtime)}"
-        ) from None
+    runtime = Runtime.parse(runtime)
     if runtime is not Runtime.TORCH and device not in (None, "cpu"):
         raise InvalidParameter(f"runtime {runtime.value!r} runs on the CPU; use runtime 'torch' for device {device!r}")
     from sentence_transformers import SentenceTransformer

@@ -61,12 +61,7 @@ class IndexConfig:
         if not set(terms) <= set(allowed):
             raise InvalidParameter(f"term_fields must be among {allowed} (list fields); got {terms}")
         object.__setattr__(self, "term_fields", terms)
-        try:
-            object.__setattr__(self, "runtime", Runtime(self.runtime).value)
-        except ValueError:
-            raise InvalidParameter(
-                f"unknown runtime {self.runtime!r}; allowed: {', '.join(r.value for r in Runtime)}"
-            ) from None
+        object.__setattr__(self, "runtime", Runtime.parse(self.runtime).value)
         if self.neighbours is not None and self.neighbours < 0:
             raise InvalidParameter(f"neighbours must be >= 0 or None (auto), got {self.neighbours}")
         weights = self.field_weights

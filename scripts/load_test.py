@@ -54,25 +54,25 @@ done = function(summary, latency, requests)
 end
 """
 
-CYCLE = r"""
-local paths = {}
-for line in io.lines("%s") do paths[#paths + 1] = line end
+LINES = r"""
+local items = {}
+for line in io.lines("%s") do items[#items + 1] = line end
 local i = 0
 request = function()
-  i = i %% #paths + 1
-  return wrk.format(nil, paths[i])
+  i = i %% #items + 1
+  return %s
 end
 """
 
-POST = r"""
-local bodies = {}
-for line in io.lines("%s") do bodies[#bodies + 1] = line end
-local i = 0
-request = function()
-  i = i %% #bodies + 1
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[i])
-end
-"""
+
+def cycle(path) -> str:
+    """A wrk script requesting the paths of the file ``path`` (one a line) in turn."""
+    return LINES % (path, "wrk.format(nil, items[i])")
+
+
+def posts(path) -> str:
+    """A wrk script posting the JSON bodies of the file ``path`` (one a line) in turn."""
+    return LINES % (path, 'wrk.format("POST", nil, {["Content-Type"] = "application/json"}, items[i])')
 
 
 def document_variants(document: dict, n: int) -> list[dict]:
@@ -149,19 +149,19 @@ def main(argv: list[str] | None = None) -> int:
         paths = {}
         for name, k in (("related", args.k), ("live", max(stored, args.k) + 1)):
             (workdir / f"{name}.txt").write_text("\n".join(f"/trials/{i}/related?k={k}" for i in ids) + "\n")
-            paths[name] = CYCLE % (workdir / f"{name}.txt")
+            paths[name] = cycle(workdir / f"{name}.txt")
         (workdir / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in document_variants(document, 1000)))
         runs = {}
         plan = [("health", "", args.connections, "/health"), ("related", paths["related"], args.connections, ""),
                 ("live", paths["live"], args.connections, ""),
-                ("post", POST % (workdir / "docs.jsonl"), args.post_connections, f"/related?k={args.k}")]
+                ("post", posts(workdir / "docs.jsonl"), args.post_connections, f"/related?k={args.k}")]
         for name, script, connections, path in plan:
             runs[name] = run_wrk(server.url + path, script, duration=args.duration, connections=connections,
                                  workdir=workdir, name=name)
             logger.info("%s: %s", name, row(name, runs[name], None))
         workers = args.workers or os.cpu_count()
         with server_process(args.index, args=(*serve_args, "--batch-rows", "32")) as batching:  # the first idles
-            runs["post_batched"] = run_wrk(batching.url + f"/related?k={args.k}", POST % (workdir / "docs.jsonl"),
+            runs["post_batched"] = run_wrk(batching.url + f"/related?k={args.k}", posts(workdir / "docs.jsonl"),
                                            duration=args.duration, connections=args.post_connections,
                                            workdir=workdir, name="post_batched")
             logger.info("post, batched: %s", row("post_batched", runs["post_batched"], None))

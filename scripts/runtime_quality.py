@@ -32,14 +32,12 @@ ENGINE = "engine (nested CV)"
 BASELINES = ("dense", "tfidf")
 
 
-def _score(path: str, pairs, folds: int, cache_dir: str):
-    index = TrialIndex.load(path)
+def _score(index: TrialIndex, pairs, folds: int, cache_dir: str):
     ranker = Ranker(index)
     nested = nested_cross_validation(query_signals(ranker, pairs), n_splits=folds)
     engines = {ENGINE: nested.engine(ranker)}
-    results = {mode: evaluate(index, pairs, mode=mode, engines=engines, baselines=BASELINES, cache_dir=cache_dir)
-               for mode in ("rerank", "retrieve")}
-    return index, results
+    return {mode: evaluate(index, pairs, mode=mode, engines=engines, baselines=BASELINES, cache_dir=cache_dir)
+            for mode in ("rerank", "retrieve")}
 
 
 def _paired(a, b, method: str, metric: str):
@@ -62,11 +60,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     pairs = read_pairs(args.pairs)
-    ids = [sorted(TrialIndex.load(p).columns["nct_id"].tolist()) for p in (args.index, args.versus)]
-    if ids[0] != ids[1]:
+    index, other = TrialIndex.load(args.index), TrialIndex.load(args.versus)
+    if sorted(index.columns["nct_id"].tolist()) != sorted(other.columns["nct_id"].tolist()):
         raise SystemExit("the two indexes hold different trials: build both from the same sources")
-    index, mine = _score(args.index, pairs, args.folds, args.cache_dir)
-    other, theirs = _score(args.versus, pairs, args.folds, args.cache_dir)
+    mine = _score(index, pairs, args.folds, args.cache_dir)
+    theirs = _score(other, pairs, args.folds, args.cache_dir)
     a, b = index.config.runtime, other.config.runtime
 
     lines = [

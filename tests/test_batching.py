@@ -125,3 +125,43 @@ def test_a_served_index_embeds_posted_documents_in_batches(index_dir):
     alone = ServedIndex(index_dir, load_model=False)  # the default: each document alone
     alone.reload()
     assert alone.ranker._embed is None
+
+
+def test_a_few_texts_are_cut_into_runs_of_similar_length():
+    from similarity.features.text import _length_groups
+
+    texts = sorted(["a" * n for n in (3, 5, 8, 30, 31, 40, 300, 310, 320, 330)], key=len)
+    groups = _length_groups(texts, most=3)
+    assert [t for g in groups for t in g] == texts  # every text once, in order
+    assert all(len(g) <= 3 for g in groups)
+    assert all(len(g[-1]) <= 1.5 * len(g[0]) + 20 for g in groups)
+    assert [len(g) for g in groups] == [3, 3, 3, 1]
+
+
+@pytest.mark.slow
+def test_length_grouped_vectors_are_those_of_one_text_at_a_time():
+    from similarity import TextFeaturizer
+
+    texts = ["Melanoma", "Systemic Scleroderma", "autologous mesenchymal stem cells",
+             "A Phase II Study of Ipilimumab in Patients With Metastatic Melanoma " * 4]
+    featurizer = TextFeaturizer().fit(np.empty((1, 1), dtype=object))
+    grouped = featurizer.encode_texts(texts)
+    alone = np.vstack([featurizer.model_.encode([t], normalize_embeddings=True) for t in texts])
+    np.testing.assert_allclose(grouped, alone, atol=1e-5)
+
+
+def test_each_serving_worker_runs_torch_on_one_thread(index_dir, monkeypatch):
+    import json
+
+    import torch
+
+    from similarity.service import server
+
+    monkeypatch.setenv(server.CONFIG_ENV, json.dumps({"index_dir": str(index_dir)}))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        server.app_from_environment()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -1,12 +1,14 @@
-"""Write benchmarks/runtime.md: labelled-pair quality of two builds that differ only in their runtime.
+"""Write a labelled-pair comparison of two builds that differ in one setting: the runtime or the vectors.
 
     python scripts/runtime_quality.py --index indexes/demo-int8 --versus indexes/demo
+    python scripts/runtime_quality.py --index indexes/demo-vint8 --versus indexes/demo --out benchmarks/vectors.md
 
 Both indexes must be built from the same sources (``make demo`` builds one; the other is the same
-``related-trials build`` with ``--runtime onnx-int8``). For each, the engine is scored exactly as in
-``benchmarks/quality.md`` (design and coverage chosen and fitted by nested, query-grouped
-cross-validation on that index's own signals), with the dense baseline (one embedding of the whole
-text by the same runtime) beside it. Differences are paired by query: ``--index`` minus ``--versus``.
+``related-trials build`` with ``--runtime onnx-int8`` or ``--vectors int8``). For each, the engine is
+scored exactly as in ``benchmarks/quality.md`` (design and coverage chosen and fitted by nested,
+query-grouped cross-validation on that index's own signals), with the dense baseline (one embedding
+of the whole text by the build's runtime) beside it. Differences are paired by query: ``--index``
+minus ``--versus``.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def _paired(a, b, method: str, metric: str):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", default="indexes/demo", help="the build under test (default: the demo's)")
-    parser.add_argument("--versus", required=True, help="the same sources built with the other runtime")
+    parser.add_argument("--versus", required=True, help="the same sources built with the other runtime or vectors")
     parser.add_argument("--pairs", default="data/trialsim-dev/pairs.tsv")
     parser.add_argument("--cache-dir", default=".cache/embeddings")
     parser.add_argument("--folds", type=int, default=10)
@@ -65,11 +67,17 @@ def main(argv=None) -> int:
         raise SystemExit("the two indexes hold different trials: build both from the same sources")
     mine = _score(index, pairs, args.folds, args.cache_dir)
     theirs = _score(other, pairs, args.folds, args.cache_dir)
-    a, b = index.config.runtime, other.config.runtime
+    mine_layout, their_layout = index.config.layout(), other.config.layout()
+    differs = [k for k in mine_layout if mine_layout[k] != their_layout.get(k)]
+    if differs not in (["runtime"], ["vectors"]):
+        raise SystemExit(f"the two builds must differ in the runtime or the vectors alone; they differ in {differs or 'nothing'}")
+    setting = differs[0]
+    a, b = mine_layout[setting], their_layout[setting]
+    what = {"runtime": "what runs the text model", "vectors": "how the field vectors are stored"}[setting]
 
     lines = [
-        f"# Labelled-pair quality by runtime: {a} against {b}", "",
-        "Two builds of the same sources that differ only in what runs the text model. Each row is scored as in "
+        f"# Labelled-pair quality by {setting}: {a} against {b}", "",
+        f"Two builds of the same sources that differ only in {what}. Each row is scored as in "
         "`benchmarks/quality.md`: the engine's design and aspect-coverage weight are chosen and fitted by nested, "
         "query-grouped cross-validation on that build's own signals; the dense and TF-IDF baselines in the same run "
         "(dense embeds with the build's runtime; TF-IDF does not embed, a control). Intervals are 95% bootstrap "

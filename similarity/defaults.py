@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_MODEL",
     "RUNTIME",
+    "VECTORS",
     "TEXT_FIELDS",
     "FAST_TEXT_FIELDS",
     "TERM_FIELDS",
@@ -33,6 +34,11 @@ RUNTIME = "torch"
 """What runs the text model of a new build (``torch``, ``onnx`` or ``onnx-int8``). ``onnx-int8`` encodes
 ~2.4x faster on CPU but costs the engine its margin over the baselines on the labelled pairs
 (``benchmarks/runtime.md``), so the default stays PyTorch."""
+
+VECTORS = "int8"
+"""How a new build stores its field vectors: ``int8`` (scalar quantised, one scale per dimension;
+:mod:`similarity.index.quantized`) takes half the memory of ``float16`` and scores the labelled pairs
+the same within their intervals (``benchmarks/vectors.md``: nDCG@5 -0.0014 [-0.018, +0.012])."""
 
 TEXT_FIELDS: tuple[str, ...] = ("brief_title", "conditions", "interventions", "summary", "text")
 """The fields of the default index: four focused fields and the whole text as the model reads it

@@ -30,6 +30,7 @@ from .backends import VectorBackend, make_backend
 from .config import IndexConfig
 from .manifest import Manifest, fingerprint, package_versions
 from .neighbours import NeighbourLists, clustered_knn
+from .quantized import store_field_vectors
 from .trial_index import TrialIndex
 
 __all__ = ["build_index", "build_with", "assemble", "embed_fields", "neighbour_lists", "EXACT_NEIGHBOURS_LIMIT"]
@@ -126,7 +127,7 @@ def assemble(
     if lexical is None:
         vectorizer = BM25Vectorizer()
         lexical = vectorizer, vectorizer.fit_transform([concatenated_text(t) for t in trials])
-    field_vectors = np.asarray(field_vectors, dtype=np.float16)
+    field_vectors = store_field_vectors(field_vectors, config.vectors)
     backend = make_backend(config.backend, field_vectors.shape[2], n)
     index = TrialIndex(
         manifest=Manifest(
@@ -148,7 +149,7 @@ def assemble(
         lexical_vectorizer=lexical[0],
         backend=backend,
     )
-    # Stored vectors come from the stored float16 field vectors, like every query vector does.
+    # Stored vectors come from the stored field vectors (float16 or int8), like every query vector does.
     vectors = index.trial_vectors(field_vectors)
     backend.add(vectors, np.arange(n))
     k = config.neighbours if neighbours is None else neighbours

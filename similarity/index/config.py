@@ -9,6 +9,7 @@ from .. import defaults
 from ..exceptions import InvalidParameter
 from ..features import DEFAULT_TEXT_FIELDS, TERM_FIELDS, Runtime, TextFeaturizer, TextField
 from .backends import BackendName
+from .quantized import VECTOR_DTYPES
 
 __all__ = ["IndexConfig"]
 
@@ -32,6 +33,10 @@ class IndexConfig:
         neighbours: length of the neighbour list precomputed for each trial (0: none; None:
             :data:`~similarity.defaults.NEIGHBOURS_K` above
             :data:`~similarity.defaults.NEIGHBOURS_MIN` trials, none below).
+        vectors: how the build stores its field vectors: ``int8`` (the default: scalar
+            quantised, one scale per dimension, half the memory; see
+            :mod:`~similarity.index.quantized`) or ``float16``. Indexes saved before this option
+            hold float16.
         runtime: what runs the text model (``torch``, ``onnx``, ``onnx-int8``; see
             :class:`~similarity.features.Runtime`); queries embed with the index's runtime. Indexes
             saved before this option ran PyTorch and load with ``torch``.
@@ -46,6 +51,7 @@ class IndexConfig:
     term_fields: tuple[str, ...] = tuple(f.value for f in TERM_FIELDS)
     neighbours: int | None = None
     runtime: str = defaults.RUNTIME
+    vectors: str = defaults.VECTORS
 
     def __post_init__(self):
         known = [f.value for f in TextField]
@@ -62,6 +68,8 @@ class IndexConfig:
             raise InvalidParameter(f"term_fields must be among {allowed} (list fields); got {terms}")
         object.__setattr__(self, "term_fields", terms)
         object.__setattr__(self, "runtime", Runtime.parse(self.runtime).value)
+        if self.vectors not in VECTOR_DTYPES:
+            raise InvalidParameter(f"vectors must be one of {', '.join(VECTOR_DTYPES)}, got {self.vectors!r}")
         if self.neighbours is not None and self.neighbours < 0:
             raise InvalidParameter(f"neighbours must be >= 0 or None (auto), got {self.neighbours}")
         weights = self.field_weights
@@ -82,6 +90,7 @@ class IndexConfig:
             "chunk_words": self.chunk_words,
             "term_fields": [f for f in self.term_fields if f in self.text_fields],
             "runtime": self.runtime,
+            "vectors": self.vectors,
         }
 
     def term_columns(self) -> tuple[int, ...]:
@@ -103,6 +112,7 @@ class IndexConfig:
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> "IndexConfig":
         """The config a manifest saved (JSON lists back to tuples; builds older than
-        ``term_fields`` embedded whole fields, and those older than ``runtime`` ran PyTorch)."""
-        saved = {"term_fields": [], "runtime": "torch", **saved}
+        ``term_fields`` embedded whole fields, those older than ``runtime`` ran PyTorch, and those
+        older than ``vectors`` stored float16)."""
+        saved = {"term_fields": [], "runtime": "torch", "vectors": "float16", **saved}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})

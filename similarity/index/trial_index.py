@@ -37,6 +37,7 @@ from .backends import VectorBackend, load_backend
 from .config import IndexConfig
 from .manifest import Manifest
 from .postgres.connection import is_index_url
+from .quantized import load_field_vectors, save_field_vectors
 from .store import COLUMNS, RowLookup, TrialStore, read_records, trial_columns
 from .stored_lists import StoredLists
 
@@ -147,7 +148,7 @@ class TrialIndex:
     def trial_vectors(self, field_vectors: np.ndarray) -> np.ndarray:
         """Combine per-field unit vectors ``(n, F, d)`` into one unit vector per trial."""
         weights = np.asarray(self.config.field_weights, dtype=np.float32)
-        combined = np.einsum("nfd,f->nd", field_vectors.astype(np.float32), weights)
+        combined = np.einsum("nfd,f->nd", np.asarray(field_vectors, dtype=np.float32), weights)
         return combined / np.maximum(np.linalg.norm(combined, axis=1, keepdims=True), 1e-12)
 
     # ----------------------------------------------------------------- persistence
@@ -203,7 +204,7 @@ class TrialIndex:
             for trial in self.trials:
                 fh.write(json.dumps(trial.to_dict(), ensure_ascii=False) + "\n")
         np.savez(build / "columns.npz", **self.columns)
-        np.save(build / "field_vectors.npy", self.field_vectors)
+        save_field_vectors(build, self.field_vectors)
         save_csr(build, "structured", self.structured)
         save_csr(build, "lexical", self.lexical)
         np.save(build / "lexical_norms.npy", self.lexical_norms)
@@ -296,7 +297,7 @@ class TrialIndex:
         return cls(
             manifest=manifest,
             trials=trials,
-            field_vectors=np.load(build / "field_vectors.npy", mmap_mode="r" if mmap else None),
+            field_vectors=load_field_vectors(build, mmap=mmap),
             structured=load_csr(build, "structured", mmap),
             structured_featurizer=encoders["structured"],
             lexical=load_csr(build, "lexical", mmap),

@@ -155,7 +155,9 @@ def _field_vectors(index, final, old_rows, changed_at, cache_dir, progress, repo
     n_old, n_fields = len(old_rows), len(config.text_fields)
     dim = index.field_vectors.shape[2]
     out = np.empty((len(final), n_fields, dim), dtype=np.float16)
-    out[:n_old] = index.field_vectors[old_rows]
+    for start in range(0, n_old, 50_000):  # in blocks: int8 vectors read back as float32
+        stop = min(start + 50_000, n_old)
+        out[start:stop] = index.field_vectors[old_rows[start:stop]]
     todo_rows = list(changed_at) + list(range(n_old, len(final)))
     if not todo_rows:
         report.fields_reused = n_old * n_fields

@@ -29,6 +29,7 @@ from ...ingest import Trial
 from ..backends.pgvector import PgVectorBackend
 from ..manifest import Manifest
 from ..neighbours import NeighbourLists
+from ..quantized import store_field_vectors
 from ..store import CACHE_SIZE, RecordStore
 from ..stored_lists import StoredLists
 from .binary_copy import decode_rows
@@ -109,6 +110,7 @@ class PgBuild:
         decoded = decode_rows(self._copy(f"SELECT {columns} FROM {s}.field_vectors ORDER BY row"),
                               [("halfvec", dim)] * len(fields))
         field_vectors = np.stack(decoded, axis=1).astype(np.float16) if n else np.zeros((0, len(fields), dim), np.float16)
+        field_vectors = store_field_vectors(field_vectors, m.config.vectors)  # int8 builds: the same codes again
         rows, terms, weights = decode_rows(self._copy(
             f"SELECT l.row, u.term, u.weight FROM {s}.lexical l CROSS JOIN LATERAL "
             "unnest(l.terms, l.weights) WITH ORDINALITY AS u(term, weight, pos) ORDER BY l.row, u.pos"),

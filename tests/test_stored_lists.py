@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from similarity import IndexMismatch, InvalidParameter, Ranker, TrialIndex
+from similarity import IndexConfig, IndexMismatch, InvalidParameter, Ranker, TrialIndex
 from similarity.ranking import Diversity
 from similarity.cli import main
 from similarity.index.stored_lists import StoredLists
@@ -150,7 +150,7 @@ def test_cli_build_stores_lists_and_update_equals_a_full_rebuild(data_dir, tmp_p
     sources = [str(data_dir / "legacy-sample.zip")]
     extra = str(data_dir / "apiv2-page.json")
     cache = str(tmp_path / "cache")
-    assert main(["build", *sources, "--index", str(tmp_path / "a"), "--cache-dir", cache, "-q"]) == 0
+    assert main(["build", *sources, "--index", str(tmp_path / "a"), "--cache-dir", cache, "--vectors", "float16", "-q"]) == 0
     assert main(["build", *sources, "--index", str(tmp_path / "none"), "--cache-dir", cache, "--lists", "0", "-q"]) == 0
     assert TrialIndex.load(tmp_path / "none").related_lists is None
     assert main(["build", *sources, "--index", str(tmp_path / "bad"), "--lists", "101", "-q"]) == 1
@@ -160,7 +160,7 @@ def test_cli_build_stores_lists_and_update_equals_a_full_rebuild(data_dir, tmp_p
     full_sources = [t for t in TrialIndex.load(tmp_path / "a").trials]
     from similarity import build_index
 
-    full = build_index(full_sources, cache_dir=cache)
+    full = build_index(full_sources, IndexConfig(vectors="float16"), cache_dir=cache)
     full.related_lists = store_related_lists(Ranker(full))
     assert updated.related_lists is not None and len(updated.related_lists) == len(full)
     for row in range(len(full)):

@@ -3,10 +3,13 @@
 A registry page shows the same related list to everyone until the index changes, so the ranking
 of an indexed trial's unfiltered list is done once, at build (or update) time, and the service
 answers it by reading bytes: each list item is its JSON object, the items of all trials lie end
-to end in one file that is memory-mapped, and ``offsets[row, i]`` is where item ``i`` of ``row``
-starts (``offsets[row, count]`` where its last item ends). A request for the first ``k`` items is
-one slice. Which ranker settings made the lists is kept beside them (``settings``), so a ranker with
-another blend or diversity never answers from them.
+to end in one file, and ``offsets[row, i]`` is where item ``i`` of ``row`` starts
+(``offsets[row, count]`` where its last item ends). A request for the first ``k`` items is one
+``pread`` of that span (the file is ~8 KB a trial, 4.9 GB at 600,000 trials: read like the records
+of ``trials.jsonl``, it sits in the page cache, not in a worker's memory; memory-mapping it would map
+a whole large folio of neighbouring lists into the worker on each request). Which ranker settings
+made the lists is kept beside them (``settings``), so a ranker with another blend or diversity never
+answers from them.
 
 Files, in ``BUILD/lists/``: ``items.bin`` (UTF-8 JSON objects, no separators), ``offsets.npy``
 (``int64``, ``(n, k + 1)``; a trial with fewer than ``k`` related trials repeats its end offset),
@@ -16,6 +19,8 @@ Files, in ``BUILD/lists/``: ``items.bin`` (UTF-8 JSON objects, no separators), `
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,17 +37,41 @@ class StoredLists:
     """Serialised related lists of every row of an index.
 
     Args:
-        items: the JSON bytes of all items, end to end.
+        items: the JSON bytes of all items, end to end (in memory), or the path of the file
+            that holds them (read a list at a time with ``pread``).
         offsets: ``(n, k + 1)`` byte offsets of each row's items into ``items``.
         settings: what made the lists (the ranker's blend and diversity, as JSON-able data).
     """
 
-    def __init__(self, items: np.ndarray | bytes, offsets: np.ndarray, settings: dict[str, Any]):
-        self.data = np.frombuffer(items, dtype=np.uint8) if isinstance(items, (bytes, bytearray)) else items
+    def __init__(self, items: np.ndarray | bytes | str | Path, offsets: np.ndarray, settings: dict[str, Any]):
+        self.path: Path | None = None
+        self._fd = -1
+        if isinstance(items, (str, Path)):
+            self.path = Path(items)
+            self._fd = os.open(self.path, os.O_RDONLY)
+            self.data = None
+        else:
+            self.data = np.frombuffer(items, dtype=np.uint8) if isinstance(items, (bytes, bytearray)) else items
         self.offsets = offsets
         self.settings = settings
         if offsets.ndim != 2 or offsets.shape[1] < 2:
             raise InvalidParameter(f"offsets must be (n, k + 1) with k >= 1, got shape {offsets.shape}")
+
+    def _bytes(self, start: int, stop: int) -> bytes:
+        if self._fd >= 0:
+            return os.pread(self._fd, stop - start, start)
+        return bytes(self.data[start:stop])
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
 
     @property
     def k(self) -> int:
@@ -65,7 +94,16 @@ class StoredLists:
         stop = min(k, self.count(row))
         if stop == 0:
             return b""
-        return b",".join(bytes(self.data[ends[i]:ends[i + 1]]) for i in range(stop))
+        start = int(ends[0])
+        span = self._bytes(start, int(ends[stop]))
+        return b",".join(span[ends[i] - start:ends[i + 1] - start] for i in range(stop))
+
+    def row_bytes(self, row: int) -> tuple[bytes, list[int]]:
+        """All items of ``row`` end to end, and where each ends in them."""
+        ends = np.asarray(self.offsets[row], dtype=np.int64)
+        count = self.count(row)
+        start = int(ends[0])
+        return self._bytes(start, int(ends[count])), (ends[1:count + 1] - start).tolist()
 
     def items(self, row: int, k: int) -> list[dict[str, Any]]:
         """The first ``k`` items of ``row``'s list, parsed."""
@@ -92,25 +130,26 @@ class StoredLists:
     def save(self, build: Path) -> None:
         folder = Path(build) / DIRNAME
         folder.mkdir()
-        with open(folder / "items.bin", "wb") as fh:
-            fh.write(memoryview(np.ascontiguousarray(self.data)))
+        if self.path is not None:
+            shutil.copyfile(self.path, folder / "items.bin")
+        else:
+            with open(folder / "items.bin", "wb") as fh:
+                fh.write(memoryview(np.ascontiguousarray(self.data)))
         np.save(folder / "offsets.npy", self.offsets)
         (folder / "meta.json").write_text(json.dumps({"k": self.k, "settings": self.settings}, indent=2))
 
     @classmethod
     def load(cls, build: Path, *, mmap: bool = True, count: int | None = None) -> "StoredLists | None":
         """The lists of ``build``, or ``None`` where it has none; IndexMismatch where they disagree
-        with the build (``count`` rows)."""
+        with the build (``count`` rows). ``mmap``: offsets memory-mapped and items read from the file
+        on request (else both read into memory)."""
         folder = Path(build) / DIRNAME
         if not (folder / "meta.json").exists():
             return None
         meta = json.loads((folder / "meta.json").read_text())
         offsets = np.load(folder / "offsets.npy", mmap_mode="r" if mmap else None)
         size = (folder / "items.bin").stat().st_size
-        if size:
-            items = np.memmap(folder / "items.bin", dtype=np.uint8, mode="r") if mmap else np.fromfile(folder / "items.bin", dtype=np.uint8)
-        else:
-            items = np.zeros(0, dtype=np.uint8)
+        items = folder / "items.bin" if mmap else np.fromfile(folder / "items.bin", dtype=np.uint8)
         if offsets.shape[1] != int(meta["k"]) + 1 or (count is not None and len(offsets) != count) or (
                 len(offsets) and int(offsets[-1, -1]) != size):
             raise IndexMismatch(f"{folder}: the stored related lists disagree with the build; rebuild it")

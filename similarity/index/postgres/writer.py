@@ -247,14 +247,9 @@ def _save_transaction(conn):
 def _write_lists(cur, schema: str, lists) -> None:
     from psycopg import sql
 
-    data = np.asarray(lists.data)
     with cur.copy(sql.SQL("COPY {}.related_lists (row, items, ends) FROM STDIN").format(sql.Identifier(schema))) as copy:
         for row in range(len(lists)):
-            offsets = np.asarray(lists.offsets[row], dtype=np.int64)
-            count = lists.count(row)
-            start = int(offsets[0])
-            ends = (offsets[1:count + 1] - start).astype(np.int64).tolist()
-            copy.write_row((row, data[start:int(offsets[count])].tobytes(), ends))
+            copy.write_row((row, *lists.row_bytes(row)))
 
 
 def prune(conn, keep: set[str | None]) -> list[str]:

@@ -111,6 +111,7 @@ def bench_build(trials, workdir: Path, configs: dict, rounds: int) -> dict:
     _, engines["default"]["save_s"] = _timed(index.save, workdir / "index")
     out["engines"] = engines
     out["load_after"] = _load()
+    out["vectors"] = TrialIndex.load(dest).config.vectors
     return out
 
 
@@ -361,7 +362,8 @@ print(hwm())
 
 
 # ----------------------------------------------------------------------------- whole served index
-def synthetic_index(source: Path, dest: Path, n: int, seed: int, neighbours_k: int) -> dict:
+def synthetic_index(source: Path, dest: Path, n: int, seed: int, neighbours_k: int,
+                    float16_dest: Path | None = None) -> dict:
     """Save a whole index of ``n`` trials made from the real build in ``source``.
 
     Each synthetic trial copies a random real one under a new NCT ID: its record, structured and
@@ -369,30 +371,38 @@ def synthetic_index(source: Path, dest: Path, n: int, seed: int, neighbours_k: i
     backend (the ``auto`` choice for ``n``) and the neighbour lists are built on the synthetic
     vectors like ``build_index`` does, and ``TrialIndex.save`` writes the build. The records and
     field vectors wait on disk meanwhile (a :class:`TrialStore` over a scratch JSONL file, a
-    memory-mapped array), so ``n`` trials never sit in memory. Returns sizes on disk and build
+    memory-mapped array), so ``n`` trials never sit in memory. The build stores its field vectors as
+    ``source``'s config says (int8 codes by default); ``float16_dest`` gets the same index with float16
+    field vectors. Returns sizes on disk and build
     times (``records_s`` includes ``save_s``: the columns read from the records and the save).
     """
     from similarity import TrialIndex
     from similarity.defaults import NEIGHBOURS_K
     from similarity.index import neighbour_lists
     from similarity.index.backends import make_backend
+    from similarity.index.quantized import store_field_vectors
     from similarity.index.store import TrialStore
 
     real = TrialIndex.load(source)
+    if real.related_lists is None:  # a build made by the CLI stores them; build_index alone does not
+        from similarity import Ranker
+        from similarity.ranking.precompute import store_related_lists
+
+        real.related_lists = store_related_lists(Ranker(real))
     rng = np.random.default_rng(seed)
-    src = np.sort(rng.integers(0, len(real), n))
+    src = rng.integers(0, len(real), n)  # in random order, like a registry's: copies of one trial are not neighbours on disk
     ids = np.array([f"NCT9{i:07d}".encode() for i in range(n)])
     with tempfile.TemporaryDirectory(prefix="synthetic-", dir=dest.parent) as scratch:
         scratch = Path(scratch)
         started = time.perf_counter()
         placeholder = '"nct_id": "synthetic"'
+        lines = {}  # each real record parsed once, written once per copy
         with open(scratch / "trials.jsonl", "w", encoding="utf-8") as fh:
-            firsts = np.flatnonzero(np.diff(src, prepend=-1))  # the first copy of each real trial picked
-            for first, end in zip(firsts, [*firsts[1:], n]):
-                record = {**real.trials[int(src[first])].to_dict(), "nct_id": "synthetic"}
-                line = json.dumps(record, ensure_ascii=False) + "\n"  # parsed once, written once per copy
-                for i in range(first, end):
-                    fh.write(line.replace(placeholder, f'"nct_id": "{ids[i].decode()}"', 1))
+            for i, r in enumerate(src.tolist()):
+                if r not in lines:
+                    lines[r] = json.dumps({**real.trials[r].to_dict(), "nct_id": "synthetic"}, ensure_ascii=False) + "\n"
+                fh.write(lines[r].replace(placeholder, f'"nct_id": "{ids[i].decode()}"', 1))
+        del lines
         n_fields, dim = real.field_vectors.shape[1:]
         fv = np.lib.format.open_memmap(scratch / "field_vectors.npy", mode="w+", dtype=np.float16,
                                        shape=(n, n_fields, dim))
@@ -415,26 +425,48 @@ def synthetic_index(source: Path, dest: Path, n: int, seed: int, neighbours_k: i
         k = backend.neighbours.k
         saving = time.perf_counter()  # from here: the columns read from the records, then every file written
         store = TrialStore(scratch / "trials.jsonl")
+        float16 = np.load(scratch / "field_vectors.npy", mmap_mode="r")
         index = TrialIndex(
             manifest=dataclasses.replace(real.manifest, count=n, backend=backend.name, neighbours=k,
                                          fingerprint=f"synthetic-{n}-{seed}"),
             trials=store,
-            field_vectors=np.load(scratch / "field_vectors.npy", mmap_mode="r"),
+            field_vectors=store_field_vectors(float16, real.config.vectors),
             structured=real.structured[src],
             structured_featurizer=real.structured_featurizer,
             lexical=real.lexical[src],
             lexical_vectorizer=real.lexical_vectorizer,
             backend=backend,  # columns: computed from the records (one sequential read)
             lexical_norms=np.asarray(real.lexical_norms)[src],
+            related_lists=_copied_lists(real.related_lists, src, scratch) if real.related_lists is not None else None,
         )
         build = index.save(dest)
         save_s = time.perf_counter() - saving
+        if float16_dest is not None:
+            index.field_vectors = float16
+            index.manifest = dataclasses.replace(
+                index.manifest, config=dataclasses.replace(real.config, vectors="float16"))
+            index.save(float16_dest)
         store.close()
-        del index, store
+        del index, store, float16
     files = {f.name: f.stat().st_size for f in build.rglob("*") if f.is_file()}
     return {"n": n, "backend": backend.name, "neighbours": k, "records_s": records_s + save_s, "save_s": save_s,
             "backend_s": backend_s, "lists_s": lists_s, "disk_mb": sum(files.values()) / 2**20,
             "files_mb": {name: size / 2**20 for name, size in sorted(files.items())}}
+
+
+def _copied_lists(real, src: np.ndarray, scratch: Path):
+    """Stored related lists for synthetic rows: row ``i`` holds the stored list of real row ``src[i]``
+    (its items name real trials; the bytes, and so the memory a request touches, are a real list's)."""
+    from similarity.index.stored_lists import StoredLists
+
+    spans = np.asarray(real.offsets, dtype=np.int64)[src]
+    sizes = spans[:, -1] - spans[:, 0]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    offsets = spans - spans[:, :1] + starts[:, None]
+    with open(scratch / "items.bin", "wb") as fh:
+        for r in src:
+            fh.write(real.row_bytes(int(r))[0])
+    return StoredLists(scratch / "items.bin", offsets, real.settings)
 
 
 _SERVE = _HWM + """
@@ -452,6 +484,18 @@ def rss():
             out[key] = int(line.split()[1]) / 1024
     return out
 
+def mapped(folder):
+    # resident MB of each file mapped from folder (/proc/self/smaps)
+    out, name = {{}}, None
+    for line in open("/proc/self/smaps"):
+        head = line.split()
+        if "-" in head[0] and ":" not in head[0]:
+            name = head[5] if len(head) > 5 and head[5].startswith(folder) else None
+        elif name and head[0] == "Rss:":
+            key = name.rsplit("/", 2)[-1] if "/lists/" not in name else "lists/" + name.rsplit("/", 1)[-1]
+            out[key] = out.get(key, 0) + int(head[1]) / 1024
+    return out
+
 path, mmap, queries, check = {path!r}, {mmap!r}, {queries!r}, {check!r}
 imports = hwm()
 started = time.perf_counter()
@@ -459,21 +503,26 @@ index = TrialIndex.load(path, mmap=mmap)
 ranker = Ranker(index)
 load_s = time.perf_counter() - started
 loaded = rss()
+stored = ranker.stored_lists(10) is not None  # the build's lists answer the unfiltered requests
 rng = np.random.default_rng(1)
 rows = rng.integers(0, len(index), queries)
+n_filtered = queries // 10
 times = {{"precomputed": [], "filtered": [], "search": []}}
-for r in rows:
+for r in rows[n_filtered:]:
     t = time.perf_counter(); ranker.related(index.nct_id(r), 10); times["precomputed"].append(time.perf_counter() - t)
 recruiting = Filters.parse(status=["RECRUITING"])
-for r in rows[: queries // 10]:
+for r in rows[:n_filtered]:
     t = time.perf_counter(); ranker.related(index.nct_id(r), 10, filters=recruiting); times["filtered"].append(time.perf_counter() - t)
+served = rss()  # after the related lists: the measure of the goal
+files = mapped(path)
 search = rows[: queries // 10]
 lists = []
+live = ranker.with_blend(stored=False)
 precomputed, index.backend.neighbours = index.backend.neighbours, None
 for r in search:  # without the lists: the path of a document that is not indexed, the vector backend then the blend
-    t = time.perf_counter(); lists.append(ranker.related(index.nct_id(r), 10)); times["search"].append(time.perf_counter() - t)
+    t = time.perf_counter(); lists.append(live.related(index.nct_id(r), 10)); times["search"].append(time.perf_counter() - t)
 index.backend.neighbours = precomputed
-served = rss()
+searched = rss()
 recall = None
 if check:  # the same lists from exact candidates (a brute-force scan), after the memory readings
     q = np.stack([ranker.features(index.nct_id(r)).trial_vector for r in search]).astype(np.float32)
@@ -494,11 +543,12 @@ if check:  # the same lists from exact candidates (a brute-force scan), after th
     index.backend.neighbours = NeighbourLists(exact_lists, method="exact")  # the ranker's candidates, now exact
     hits = 0
     for r, got in zip(search, lists):
-        exact = ranker.related(index.nct_id(r), 10)
+        exact = live.related(index.nct_id(r), 10)
         hits += len({{x.nct_id for x in got}} & {{x.nct_id for x in exact}})
     recall = hits / (10 * len(search))
 pct = lambda xs: {{"p50": float(np.percentile(xs, 50)) * 1e3, "p99": float(np.percentile(xs, 99)) * 1e3}}
-print(json.dumps({{"imports_mb": imports, "load_s": load_s, "loaded": loaded, "served": served,
+print(json.dumps({{"imports_mb": imports, "load_s": load_s, "loaded": loaded, "served": served, "searched": searched,
+                  "stored_lists": stored, "n_filtered": n_filtered, "mapped_mb": files,
                   "latency_ms": {{k: pct(v) for k, v in times.items()}}, "queries": len(rows),
                   "list_recall10": recall, "trials": len(index), "backend": index.backend.name}}))
 """
@@ -507,13 +557,18 @@ print(json.dumps({{"imports_mb": imports, "load_s": load_s, "loaded": loaded, "s
 def bench_served_memory(source: Path, workdir: Path, n: int, seed: int, neighbours_k: int, queries: int) -> dict:
     """Peak RSS of a process serving a whole synthetic index of ``n`` trials: the default load
     (records on disk, arrays memory-mapped) against everything held in RAM, same workload."""
+    from similarity import TrialIndex
+
     dest = workdir / f"served-{n}"
+    # an int8 build (the default) is served beside the same index with float16 field vectors
+    float16 = workdir / f"served-{n}-float16" if TrialIndex.load(source).config.vectors != "float16" else None
     out = {"load_before": _load()}
-    out["index"] = synthetic_index(source, dest, n, seed, neighbours_k)
+    out["index"] = synthetic_index(source, dest, n, seed, neighbours_k, float16_dest=float16)
     gc.collect()
-    for name, mmap in (("engine", True), ("in_ram", False)):
+    children = [("engine", dest, True), ("in_ram", dest, False)] + ([("float16", float16, True)] if float16 else [])
+    for name, path, mmap in children:
         log.info("served memory %d: %s", n, name)
-        code = _SERVE.format(path=str(dest), mmap=mmap, queries=queries, check=mmap)
+        code = _SERVE.format(path=str(path), mmap=mmap, queries=queries, check=name == "engine")
         subprocess.run(["sync"], check=False)
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         if done.returncode:
@@ -535,7 +590,7 @@ def main(argv=None) -> int:
     parser.add_argument("--neighbours-k", type=int, default=50, help="list length in the synthetic runs")
     parser.add_argument("--served-sizes", default=None,
                         help="whole synthetic indexes served from disk (default 600000; --quick 30000)")
-    parser.add_argument("--served-queries", type=int, default=None, help="related lists per served index (default 1000)")
+    parser.add_argument("--served-queries", type=int, default=None, help="related lists per served index, a tenth of them filtered (default 10000)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "performance.md"))
     parser.add_argument("--from-json", default=None, help="only rewrite the report from saved figures")
     parser.add_argument("--only-served", action="store_true",
@@ -606,7 +661,7 @@ def main(argv=None) -> int:
         for n in (int(v) for v in (args.served_sizes or ("30000" if args.quick else "600000")).split(",") if v):
             log.info("served index of %d trials", n)
             results["served"].append(bench_served_memory(workdir / "index", workdir, n, args.seed, 0,
-                                                         args.served_queries or (200 if args.quick else 1000)))
+                                                         args.served_queries or (1000 if args.quick else 10000)))
             (out.with_suffix(".json")).write_text(json.dumps(results, indent=1))
     results["wall_s"] = time.time() - results.pop("started")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -664,7 +719,7 @@ def _rerun_served(args, out: Path) -> int:
         build_index(load_trials([args.corpus]), cache_dir=str(ROOT / ".cache" / "embeddings")).save(workdir / "index")
         results["served"] = []
         for n in (int(v) for v in (args.served_sizes or "600000").split(",") if v):
-            sv = bench_served_memory(workdir / "index", workdir, n, args.seed, 0, args.served_queries or 1000)
+            sv = bench_served_memory(workdir / "index", workdir, n, args.seed, 0, args.served_queries or 10000)
             sv["note"] = f"re-run alone on {machine()['date']}, commit `{machine()['commit']}`: `{command.strip()}`"
             results["served"].append(sv)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1))
@@ -704,44 +759,72 @@ def _fast_row(r: dict, name: str, speedup: float) -> tuple:
 
 def _served_section(sv: dict) -> list[str]:
     ix, e, ram = sv["index"], sv["engine"], sv["in_ram"]
+    f16 = sv.get("float16")
     n = ix["n"]
+    sides = [e, *([f16] if f16 else []), ram]
 
     def lat(side, key):
         v = side["latency_ms"][key]
         return f"{v['p50']:.1f} / {v['p99']:.1f}"
 
+    def mb(side, when, key):
+        return f"{side[when][key]:,.0f}" if when in side else "-"
+
+    n_filtered = e.get("n_filtered", e["queries"] // 10)
+    stored = e.get("stored_lists")
     rows = [
-        ("load the index (s)", f"{e['load_s']:.1f}", f"{ram['load_s']:.1f}"),
-        ("RSS after load (MB)", f"{e['loaded']['VmRSS']:,.0f}", f"{ram['loaded']['VmRSS']:,.0f}"),
-        ("**peak RSS after the related lists (MB)**", f"**{e['served']['VmHWM']:,.0f}**", f"**{ram['served']['VmHWM']:,.0f}**"),
-        ("... private (anonymous) / mapped file pages (MB)", f"{e['served']['RssAnon']:,.0f} / {e['served']['RssFile']:,.0f}",
-         f"{ram['served']['RssAnon']:,.0f} / {ram['served']['RssFile']:,.0f}"),
-        (f"related list, precomputed candidates: p50 / p99 ms ({e['queries']:,})", lat(e, "precomputed"), lat(ram, "precomputed")),
-        (f"... with a status filter ({e['queries'] // 10})", lat(e, "filtered"), lat(ram, "filtered")),
-        (f"... candidates from the {e['backend']} search, as for a new document ({e['queries'] // 10})", lat(e, "search"), lat(ram, "search")),
+        ("load the index (s)", *(f"{x['load_s']:.1f}" for x in sides)),
+        ("RSS after load (MB)", *(f"{x['loaded']['VmRSS']:,.0f}" for x in sides)),
+        (f"**peak RSS after the {e['queries']:,} related lists (MB)**", *(f"**{x['served']['VmHWM']:,.0f}**" for x in sides)),
+        ("... private (anonymous) / mapped file pages (MB)",
+         *(f"{x['served']['RssAnon']:,.0f} / {x['served']['RssFile']:,.0f}" for x in sides)),
+        (f"peak RSS after {e['queries'] // 10:,} more lists ranked from a search, as for new documents (MB)",
+         *(mb(x, "searched", "VmHWM") for x in sides)),
+        (f"unfiltered related list{' (stored list)' if stored else ''}: p50 / p99 ms ({e['queries'] - n_filtered:,})",
+         *(lat(x, "precomputed") for x in sides)),
+        (f"... with a status filter, ranked live ({n_filtered:,})", *(lat(x, "filtered") for x in sides)),
+        (f"... candidates from the {e['backend']} search, as for a new document ({e['queries'] // 10:,})",
+         *(lat(x, "search") for x in sides)),
     ]
-    files = ", ".join(f"{name} {mb:,.0f} MB" for name, mb in sorted(ix["files_mb"].items(), key=lambda kv: -kv[1])[:6])
+    files = ", ".join(f"{name} {size:,.0f} MB" for name, size in sorted(ix["files_mb"].items(), key=lambda kv: -kv[1])[:7])
+    header = "| | engine: default build, from disk |" + (" same index, float16 field vectors, from disk |" if f16 else "") + \
+        " baseline: default build, all in RAM |"
     lines = [
         f"## Whole index served at {n:,} trials (synthetic)",
         "",
         f"A whole index of {n:,} trials saved to disk: each synthetic trial copies a random real one of the corpus "
-        "index under a new NCT ID (its record, structured and BM25 rows; its field vectors plus noise as above); "
+        "index under a new NCT ID, in random row order (its record, structured and BM25 rows, stored related list; "
+        "its field vectors plus noise as above, stored as the build's config says: "
+        f"{sv.get('vectors', 'float16')}); "
         f"backend `{ix['backend']}` (the `auto` choice) and neighbour lists of {ix['neighbours']} built on them like a "
         f"build does ({ix['records_s']:.0f} s records and arrays, {ix['backend_s']:.0f} s backend, {ix['lists_s']:.0f} s lists; "
-        f"{ix['disk_mb'] / 1024:.1f} GB on disk: {files}). A fresh process loads it and asks for related lists of random "
-        "trials. Engine = the default `TrialIndex.load` (records read from `trials.jsonl` on demand, arrays "
-        "memory-mapped); baseline = `TrialIndex.load(mmap=False)`, everything in RAM as Python objects and arrays, "
-        "the way indexes were served before. Same workload, same process layout."
+        f"{ix['disk_mb'] / 1024:.1f} GB on disk: {files}). A fresh process loads it and asks for the related lists of "
+        f"{e['queries']:,} random trials, a tenth of them with a status filter (ranked live), then ranks "
+        f"{e['queries'] // 10:,} more from the vector search (the path of a new document). Engine = the default "
+        "`TrialIndex.load` (records and stored lists read from their files on demand, arrays memory-mapped); "
+        "baseline = `TrialIndex.load(mmap=False)`, everything in RAM, the way indexes were served before. Same "
+        "workload, same process layout."
         + (f" This section was {sv['note']}." if sv.get("note") else ""),
         "",
-        "| | engine (from disk) | baseline (all in RAM) |",
-        "|---|---:|---:|",
-        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+        header,
+        "|---|" + "---:|" * len(sides),
+        *("| " + " | ".join(r) + " |" for r in rows),
         "",
     ]
+    if e.get("mapped_mb"):
+        parts = sorted(((k, v) for k, v in e["mapped_mb"].items() if v >= 1), key=lambda kv: -kv[1])
+        lines += [
+            "Mapped file pages of the engine after the related lists, by file (MB, from `/proc/self/smaps`): "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in parts)
+            + (f"; float16 build: " + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(
+                ((k, v) for k, v in f16["mapped_mb"].items() if v >= 1), key=lambda kv: -kv[1])) if f16 and f16.get("mapped_mb") else "")
+            + ". A page fault maps the whole page-cache folio around it (up to 2 MB for a file written in one go), "
+            "so rows read at random map most of an array after a thousand ranked lists.",
+            "",
+        ]
     if e.get("list_recall10") is not None:
         lines += [
-            f"Related lists whose candidates come from the 8-bit `{e['backend']}` search hold "
+            f"Related lists whose candidates come from the `{e['backend']}` search hold "
             f"{100 * e['list_recall10']:.1f}% of the top 10 that exact candidates (a brute-force scan) give "
             f"({e['queries'] // 10} queries): the blend re-scores the candidates from the stored field vectors, which "
             "refines the coarse search.",

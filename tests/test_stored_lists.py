@@ -35,6 +35,14 @@ def test_items_round_trip_with_short_lists(tmp_path):
         assert [loaded.items(r, 3) for r in range(3)] == [lists.items(r, 3) for r in range(3)]
         assert loaded.settings == {"x": 1}
     assert StoredLists.load(tmp_path / "nothing") is None
+    served = StoredLists.load(tmp_path / "b", count=3)
+    assert served.data is None and served.row_bytes(0) == (b'{"a":1}{"b":2}', [7, 14])
+    (tmp_path / "b" / "copy").mkdir()
+    served.save(tmp_path / "b" / "copy")  # a file-backed list set saves by copying its file
+    assert StoredLists.load(tmp_path / "b" / "copy", count=3).items(2, 1) == [{"c": "é"}]
+    (tmp_path / "b" / "lists" / "items.bin").rename(tmp_path / "moved.bin")  # a pruned build: still readable
+    assert served.items(0, 2) == [{"a": 1}, {"b": 2}]
+    (tmp_path / "moved.bin").rename(tmp_path / "b" / "lists" / "items.bin")
     with pytest.raises(IndexMismatch, match="disagree with the build"):
         StoredLists.load(tmp_path / "b", count=4)
     with open(tmp_path / "b" / "lists" / "items.bin", "ab") as fh:  # a damaged file

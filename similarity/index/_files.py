@@ -1,4 +1,5 @@
-"""Writing a build safely: one writer at a time, fsynced files, and sparse matrices as mappable arrays.
+"""Writing a build safely (one writer at a time, fsynced files, sparse matrices as mappable arrays),
+and reading its record files by position.
 
 Private to :mod:`similarity.index`.
 """
@@ -17,6 +18,30 @@ import numpy as np
 from scipy import sparse
 
 logger = logging.getLogger("similarity.index")
+
+
+class ReadOnlyFile:
+    """A build's file kept open for positional reads: ``pread`` is safe from several threads, and
+    the file stays readable after its build is pruned."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def read(self, start: int, stop: int) -> bytes:
+        """Bytes ``start`` to ``stop`` of the file."""
+        return os.pread(self._fd, stop - start, start)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
 
 
 @contextlib.contextmanager

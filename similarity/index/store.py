@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -21,6 +20,7 @@ import numpy as np
 
 from ..exceptions import IndexMismatch
 from ..ingest.trial import InterventionType, Phase, Status, StudyType, Trial, age_in_years, date_ordinal
+from ._files import ReadOnlyFile
 
 __all__ = ["RecordStore", "TrialStore", "RowLookup", "read_records", "trial_columns", "phase_ordinal", "CACHE_SIZE"]
 
@@ -224,12 +224,12 @@ class TrialStore(RecordStore):
     def __init__(self, path: str | Path, *, cache_size: int = CACHE_SIZE):
         self.path = Path(path)
         self._offsets = _line_offsets(self.path)
-        self._fd = os.open(self.path, os.O_RDONLY)
+        self._file = ReadOnlyFile(self.path)
         self._get = functools.lru_cache(maxsize=cache_size)(self._read)
 
     def _read(self, row: int) -> Trial:
         start, end = int(self._offsets[row]), int(self._offsets[row + 1])
-        line = os.pread(self._fd, end - start, start)
+        line = self._file.read(start, end)
         try:
             return Trial.from_dict(json.loads(line))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -243,12 +243,4 @@ class TrialStore(RecordStore):
         return read_records(self.path)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+        self._file.close()

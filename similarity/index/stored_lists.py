@@ -19,7 +19,6 @@ Files, in ``BUILD/lists/``: ``items.bin`` (UTF-8 JSON objects, no separators), `
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..exceptions import IndexMismatch, InvalidParameter
+from ._files import ReadOnlyFile
 
 __all__ = ["StoredLists"]
 
@@ -44,11 +44,9 @@ class StoredLists:
     """
 
     def __init__(self, items: np.ndarray | bytes | str | Path, offsets: np.ndarray, settings: dict[str, Any]):
-        self.path: Path | None = None
-        self._fd = -1
+        self._file: ReadOnlyFile | None = None
         if isinstance(items, (str, Path)):
-            self.path = Path(items)
-            self._fd = os.open(self.path, os.O_RDONLY)
+            self._file = ReadOnlyFile(items)
             self.data = None
         else:
             self.data = np.frombuffer(items, dtype=np.uint8) if isinstance(items, (bytes, bytearray)) else items
@@ -58,20 +56,11 @@ class StoredLists:
             raise InvalidParameter(f"offsets must be (n, k + 1) with k >= 1, got shape {offsets.shape}")
 
     def _bytes(self, start: int, stop: int) -> bytes:
-        if self._fd >= 0:
-            return os.pread(self._fd, stop - start, start)
-        return bytes(self.data[start:stop])
+        return self._file.read(start, stop) if self._file is not None else bytes(self.data[start:stop])
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+        if self._file is not None:
+            self._file.close()
 
     @property
     def k(self) -> int:
@@ -130,8 +119,8 @@ class StoredLists:
     def save(self, build: Path) -> None:
         folder = Path(build) / DIRNAME
         folder.mkdir()
-        if self.path is not None:
-            shutil.copyfile(self.path, folder / "items.bin")
+        if self._file is not None:
+            shutil.copyfile(self._file.path, folder / "items.bin")
         else:
             with open(folder / "items.bin", "wb") as fh:
                 fh.write(memoryview(np.ascontiguousarray(self.data)))

@@ -197,3 +197,21 @@ def test_fit_weights_ranks_the_stored_lists_again(stored_dir, tmp_path, capsys):
     nct_id = refit.nct_id(1)
     live = ranker.with_blend(stored=False)
     assert [r.nct_id for r in ranker.related(nct_id, 10)] == [r.nct_id for r in live.related(nct_id, 10)]
+
+
+def test_serving_lists_made_with_other_settings_says_so(stored_dir, tmp_path, caplog):
+    from similarity.service.hotswap import ServedIndex
+
+    path = tmp_path / "other"
+    shutil.copytree(stored_dir, path)
+    build = path / "builds" / (path / "CURRENT").read_text().strip() / "lists" / "meta.json"
+    meta = json.loads(build.read_text())
+    with caplog.at_level("WARNING", logger="similarity.service.hotswap"):
+        ServedIndex(stored_dir, load_model=False).reload()
+        assert "stored related lists were made with other settings" not in caplog.text
+        meta["settings"]["n_candidates"] = 7
+        build.write_text(json.dumps(meta))
+        served = ServedIndex(path, load_model=False)
+        served.reload()
+    assert "stored related lists were made with other settings" in caplog.text
+    assert served.ranker.stored_lists(10) is None

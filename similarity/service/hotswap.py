@@ -139,6 +139,11 @@ class ServedIndex:
         with lock:
             index = TrialIndex.load(self.url or self.index_dir)
             ranker = Ranker(index)
+            if index.related_lists is not None and ranker.stored_lists(1) is None:
+                logger.warning(
+                    "%s: its stored related lists were made with other settings (blend, diversity or package "
+                    "version), so every related list is ranked on request; run `related-trials fit-weights` or "
+                    "rebuild to store them again", self.location)
             if self.batch_rows > 1:  # concurrent POST /related and searches share encoder calls
                 ranker.batch_documents(self.batch_rows)
             if self.load_model:

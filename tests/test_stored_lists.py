@@ -42,6 +42,9 @@ def test_items_round_trip_with_short_lists(tmp_path):
     assert StoredLists.load(tmp_path / "b" / "copy", count=3).items(2, 1) == [{"c": "é"}]
     (tmp_path / "b" / "lists" / "items.bin").rename(tmp_path / "moved.bin")  # a pruned build: still readable
     assert served.items(0, 2) == [{"a": 1}, {"b": 2}]
+    (tmp_path / "c").mkdir()
+    served.save(tmp_path / "c")
+    assert StoredLists.load(tmp_path / "c", count=3).items(0, 3) == lists.items(0, 3)
     (tmp_path / "moved.bin").rename(tmp_path / "b" / "lists" / "items.bin")
     with pytest.raises(IndexMismatch, match="disagree with the build"):
         StoredLists.load(tmp_path / "b", count=4)

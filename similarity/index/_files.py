@@ -32,6 +32,13 @@ class ReadOnlyFile:
         """Bytes ``start`` to ``stop`` of the file."""
         return os.pread(self._fd, stop - start, start)
 
+    def copy_to(self, dest: Path, block: int = 1 << 24) -> None:
+        """Write the whole file to ``dest`` (from the open file: its path may be gone)."""
+        size = os.fstat(self._fd).st_size
+        with open(dest, "wb") as out:
+            for start in range(0, size, block):
+                out.write(self.read(start, min(start + block, size)))
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

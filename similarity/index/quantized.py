@@ -1,4 +1,4 @@
-"""Field vectors stored as 8-bit codes: a quarter of float32, half of the default float16.
+"""Field vectors stored as 8-bit codes (the default): half the size of float16, a quarter of float32.
 
 Symmetric scalar quantisation with one scale per dimension: ``code = round(x / scale[d])`` in
 ``[-127, 127]``, ``scale[d] = max |x[..., d]| / 127`` over the whole build, so a missing field (a

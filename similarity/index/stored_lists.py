@@ -19,7 +19,6 @@ Files, in ``BUILD/lists/``: ``items.bin`` (UTF-8 JSON objects, no separators), `
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -120,7 +119,7 @@ class StoredLists:
         folder = Path(build) / DIRNAME
         folder.mkdir()
         if self._file is not None:
-            shutil.copyfile(self._file.path, folder / "items.bin")
+            self._file.copy_to(folder / "items.bin")
         else:
             with open(folder / "items.bin", "wb") as fh:
                 fh.write(memoryview(np.ascontiguousarray(self.data)))

@@ -560,7 +560,8 @@ def bench_served_memory(source: Path, workdir: Path, n: int, seed: int, neighbou
 
     dest = workdir / f"served-{n}"
     # an int8 build (the default) is served beside the same index with float16 field vectors
-    float16 = workdir / f"served-{n}-float16" if TrialIndex.load(source).config.vectors != "float16" else None
+    vectors = TrialIndex.load(source).config.vectors  # the synthetic index stores its vectors likewise
+    float16 = workdir / f"served-{n}-float16" if vectors != "float16" else None
     out = {"load_before": _load()}
     out["index"] = synthetic_index(source, dest, n, seed, neighbours_k, float16_dest=float16)
     gc.collect()
@@ -574,7 +575,7 @@ def bench_served_memory(source: Path, workdir: Path, n: int, seed: int, neighbou
             raise RuntimeError(f"served-memory child ({name}) failed:\n{done.stderr[-3000:]}")
         out[name] = json.loads(done.stdout.strip().splitlines()[-1])
     out["load_after"] = _load()
-    out["vectors"] = TrialIndex.load(dest).config.vectors
+    out["vectors"] = vectors
     return out
 
 

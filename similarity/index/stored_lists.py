@@ -78,20 +78,19 @@ class StoredLists:
         """The first ``k`` items of ``row``'s list as a JSON array's inside (``{...},{...}``)."""
         if k > self.k:
             raise InvalidParameter(f"the stored lists hold {self.k} items, {k} asked")
-        ends = self.offsets[row]
-        stop = min(k, self.count(row))
-        if stop == 0:
-            return b""
-        start = int(ends[0])
-        span = self._bytes(start, int(ends[stop]))
-        return b",".join(span[ends[i] - start:ends[i + 1] - start] for i in range(stop))
+        span, ends = self._span(row, min(k, self.count(row)))
+        return b",".join(span[ends[i]:ends[i + 1]] for i in range(len(ends) - 1))
 
     def row_bytes(self, row: int) -> tuple[bytes, list[int]]:
         """All items of ``row`` end to end, and where each ends in them."""
-        ends = np.asarray(self.offsets[row], dtype=np.int64)
-        count = self.count(row)
+        span, ends = self._span(row, self.count(row))
+        return span, ends[1:]
+
+    def _span(self, row: int, stop: int) -> tuple[bytes, list[int]]:
+        """The bytes of ``row``'s first ``stop`` items (one read), and their ``stop + 1`` offsets into them."""
+        ends = np.asarray(self.offsets[row, :stop + 1], dtype=np.int64)
         start = int(ends[0])
-        return self._bytes(start, int(ends[count])), (ends[1:count + 1] - start).tolist()
+        return self._bytes(start, int(ends[-1])), (ends - start).tolist()
 
     def items(self, row: int, k: int) -> list[dict[str, Any]]:
         """The first ``k`` items of ``row``'s list, parsed."""

@@ -361,8 +361,7 @@ print(hwm())
 
 
 # ----------------------------------------------------------------------------- whole served index
-def synthetic_index(source: Path, dest: Path, n: int, seed: int, neighbours_k: int,
-                    float16_dest: Path | None = None) -> dict:
+def synthetic_index(source: Path, dest: Path, n: int, seed: int, neighbours_k: int) -> dict:
     """Save a whole index of ``n`` trials made from the real build in ``source``.
 
     Each synthetic trial copies a random real one under a new NCT ID: its record, structured and
@@ -371,8 +370,7 @@ def synthetic_index(source: Path, dest: Path, n: int, seed: int, neighbours_k: i
     vectors like ``build_index`` does, and ``TrialIndex.save`` writes the build. The records and
     field vectors wait on disk meanwhile (a :class:`TrialStore` over a scratch JSONL file, a
     memory-mapped array), so ``n`` trials never sit in memory. The build stores its field vectors as
-    ``source``'s config says (int8 codes by default); ``float16_dest`` gets the same index with float16
-    field vectors. Returns sizes on disk and build
+    ``source``'s config says (int8 codes by default). Returns sizes on disk and build
     times (``records_s`` includes ``save_s``: the columns read from the records and the save).
     """
     from similarity import TrialIndex
@@ -440,11 +438,6 @@ def synthetic_index(source: Path, dest: Path, n: int, seed: int, neighbours_k: i
         )
         build = index.save(dest)
         save_s = time.perf_counter() - saving
-        if float16_dest is not None:
-            index.field_vectors = float16
-            index.manifest = dataclasses.replace(
-                index.manifest, config=dataclasses.replace(real.config, vectors="float16"))
-            index.save(float16_dest)
         store.close()
         del index, store, float16
     files = {f.name: f.stat().st_size for f in build.rglob("*") if f.is_file()}
@@ -495,13 +488,39 @@ def mapped(folder):
             out[key] = out.get(key, 0) + int(head[1]) / 1024
     return out
 
-path, mmap, queries, check = {path!r}, {mmap!r}, {queries!r}, {check!r}
+def io_read():
+    # bytes this process has read with read/pread calls (/proc/self/io rchar), MB
+    for line in open("/proc/self/io"):
+        if line.startswith("rchar:"):
+            return int(line.split()[1]) / 2**20
+
+def memory_map(index, path):
+    # the arrays memory-mapped, as indexes were served before their rows were read with pread
+    from pathlib import Path
+    from scipy import sparse
+    from similarity.index.quantized import QuantizedVectors
+    build = Path(path) / "builds" / (Path(path) / "CURRENT").read_text().strip()
+    mm = lambda name: np.load(build / name, mmap_mode="r")
+    codes = mm("field_vectors.npy")
+    index.field_vectors = QuantizedVectors(codes, index.field_vectors.scale) if codes.dtype == np.int8 else codes
+    for name in ("structured", "lexical"):
+        parts = tuple(mm(f"{{name}}.{{part}}.npy") for part in ("data", "indices", "indptr"))
+        setattr(index, name, sparse.csr_matrix(parts, shape=getattr(index, name).shape, copy=False))
+    if index.related_lists is not None:
+        index.related_lists.offsets = mm("lists/offsets.npy")
+    if index.backend.neighbours is not None:
+        index.backend.neighbours.ids = mm("backend/neighbours.npy")
+
+path, mode, queries, check = {path!r}, {mode!r}, {queries!r}, {check!r}
 imports = hwm()
 started = time.perf_counter()
-index = TrialIndex.load(path, mmap=mmap)
+index = TrialIndex.load(path, mmap=mode != "ram")
+if mode == "mapped":
+    memory_map(index, path)
 ranker = Ranker(index)
 load_s = time.perf_counter() - started
 loaded = rss()
+read_before = io_read()
 stored = ranker.stored_lists(10) is not None  # the build's lists answer the unfiltered requests
 rng = np.random.default_rng(1)
 rows = rng.integers(0, len(index), queries)
@@ -513,6 +532,7 @@ recruiting = Filters.parse(status=["RECRUITING"])
 for r in rows[:n_filtered]:
     t = time.perf_counter(); ranker.related(index.nct_id(r), 10, filters=recruiting); times["filtered"].append(time.perf_counter() - t)
 served = rss()  # after the related lists: the measure of the goal
+read_mb = io_read() - read_before
 files = mapped(path)
 search = rows[: queries // 10]
 lists = []
@@ -547,6 +567,7 @@ if check:  # the same lists from exact candidates (a brute-force scan), after th
     recall = hits / (10 * len(search))
 pct = lambda xs: {{"p50": float(np.percentile(xs, 50)) * 1e3, "p99": float(np.percentile(xs, 99)) * 1e3}}
 print(json.dumps({{"imports_mb": imports, "load_s": load_s, "loaded": loaded, "served": served, "searched": searched,
+                  "read_mb": read_mb,
                   "stored_lists": stored, "n_filtered": n_filtered, "mapped_mb": files,
                   "latency_ms": {{k: pct(v) for k, v in times.items()}}, "queries": len(rows),
                   "list_recall10": recall, "trials": len(index), "backend": index.backend.name}}))
@@ -555,27 +576,23 @@ print(json.dumps({{"imports_mb": imports, "load_s": load_s, "loaded": loaded, "s
 
 def bench_served_memory(source: Path, workdir: Path, n: int, seed: int, neighbours_k: int, queries: int) -> dict:
     """Peak RSS of a process serving a whole synthetic index of ``n`` trials: the default load
-    (records on disk, arrays memory-mapped) against everything held in RAM, same workload."""
+    (records, stored lists and the re-scored arrays' rows read from disk with ``pread``) against the
+    same index with its arrays memory-mapped (as served before) and with everything in RAM."""
     from similarity import TrialIndex
 
     dest = workdir / f"served-{n}"
-    # an int8 build (the default) is served beside the same index with float16 field vectors
-    vectors = TrialIndex.load(source).config.vectors  # the synthetic index stores its vectors likewise
-    float16 = workdir / f"served-{n}-float16" if vectors != "float16" else None
-    out = {"load_before": _load()}
-    out["index"] = synthetic_index(source, dest, n, seed, neighbours_k, float16_dest=float16)
+    out = {"load_before": _load(), "vectors": TrialIndex.load(source).config.vectors}
+    out["index"] = synthetic_index(source, dest, n, seed, neighbours_k)
     gc.collect()
-    children = [("engine", dest, True), ("in_ram", dest, False)] + ([("float16", float16, True)] if float16 else [])
-    for name, path, mmap in children:
+    for name, mode in (("engine", "rows"), ("mapped", "mapped"), ("in_ram", "ram")):
         log.info("served memory %d: %s", n, name)
-        code = _SERVE.format(path=str(path), mmap=mmap, queries=queries, check=name == "engine")
+        code = _SERVE.format(path=str(dest), mode=mode, queries=queries, check=name == "engine")
         subprocess.run(["sync"], check=False)
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"served-memory child ({name}) failed:\n{done.stderr[-3000:]}")
         out[name] = json.loads(done.stdout.strip().splitlines()[-1])
     out["load_after"] = _load()
-    out["vectors"] = vectors
     return out
 
 
@@ -760,16 +777,18 @@ def _fast_row(r: dict, name: str, speedup: float) -> tuple:
 
 def _served_section(sv: dict) -> list[str]:
     ix, e, ram = sv["index"], sv["engine"], sv["in_ram"]
-    f16 = sv.get("float16")
+    mapped = sv.get("mapped")
     n = ix["n"]
-    sides = [e, *([f16] if f16 else []), ram]
+    sides = [e, *([mapped] if mapped else []), ram]
 
     def lat(side, key):
         v = side["latency_ms"][key]
         return f"{v['p50']:.1f} / {v['p99']:.1f}"
 
     def mb(side, when, key):
-        return f"{side[when][key]:,.0f}" if when in side else "-"
+        if when not in side:
+            return "-"
+        return f"{side[when]:,.0f}" if key is None else f"{side[when][key]:,.0f}"
 
     n_filtered = e.get("n_filtered", e["queries"] // 10)
     stored = e.get("stored_lists")
@@ -779,6 +798,7 @@ def _served_section(sv: dict) -> list[str]:
         (f"**peak RSS after the {e['queries']:,} related lists (MB)**", *(f"**{x['served']['VmHWM']:,.0f}**" for x in sides)),
         ("... private (anonymous) / mapped file pages (MB)",
          *(f"{x['served']['RssAnon']:,.0f} / {x['served']['RssFile']:,.0f}" for x in sides)),
+        ("... read from files by read/pread calls meanwhile (MB, `rchar`)", *(mb(x, "read_mb", None) for x in sides)),
         (f"peak RSS after {e['queries'] // 10:,} more lists ranked from a search, as for new documents (MB)",
          *(mb(x, "searched", "VmHWM") for x in sides)),
         (f"unfiltered related list{' (stored list)' if stored else ''}: p50 / p99 ms ({e['queries'] - n_filtered:,})",
@@ -788,8 +808,9 @@ def _served_section(sv: dict) -> list[str]:
          *(lat(x, "search") for x in sides)),
     ]
     files = ", ".join(f"{name} {size:,.0f} MB" for name, size in sorted(ix["files_mb"].items(), key=lambda kv: -kv[1])[:7])
-    header = "| | engine: default build, from disk |" + (" same index, float16 field vectors, from disk |" if f16 else "") + \
-        " baseline: default build, all in RAM |"
+    header = "| | engine: default load, rows read from disk |" + (
+        " baseline: same index, arrays memory-mapped (as served before) |" if mapped else "") + \
+        " baseline: same index, all in RAM |"
     lines = [
         f"## Whole index served at {n:,} trials (synthetic)",
         "",
@@ -802,9 +823,10 @@ def _served_section(sv: dict) -> list[str]:
         f"{ix['disk_mb'] / 1024:.1f} GB on disk: {files}). A fresh process loads it and asks for the related lists of "
         f"{e['queries']:,} random trials, a tenth of them with a status filter (ranked live), then ranks "
         f"{e['queries'] // 10:,} more from the vector search (the path of a new document). Engine = the default "
-        "`TrialIndex.load` (records and stored lists read from their files on demand, arrays memory-mapped); "
-        "baseline = `TrialIndex.load(mmap=False)`, everything in RAM, the way indexes were served before. Same "
-        "workload, same process layout."
+        "`TrialIndex.load`: records, stored lists and the rows of the arrays a ranking re-scores (field vectors, "
+        "structured and BM25 rows, list offsets, neighbour lists) read from their files with `pread` when asked for. "
+        "Baselines, same index: the same load with those arrays memory-mapped instead (how indexes were served "
+        "before), and `TrialIndex.load(mmap=False)`, everything in RAM. Same workload, same process layout."
         + (f" This section was {sv['note']}." if sv.get("note") else ""),
         "",
         header,
@@ -812,15 +834,18 @@ def _served_section(sv: dict) -> list[str]:
         *("| " + " | ".join(r) + " |" for r in rows),
         "",
     ]
-    if e.get("mapped_mb"):
-        parts = sorted(((k, v) for k, v in e["mapped_mb"].items() if v >= 1), key=lambda kv: -kv[1])
+    for side, label in ((e, "the engine"), (mapped, "the memory-mapped baseline")):
+        if side and side.get("mapped_mb") and any(v >= 1 for v in side["mapped_mb"].values()):
+            parts = sorted(((k, v) for k, v in side["mapped_mb"].items() if v >= 1), key=lambda kv: -kv[1])
+            lines += [f"Mapped file pages of {label} after the related lists, by file (MB, from `/proc/self/smaps`): "
+                      + ", ".join(f"{k} {v:,.0f}" for k, v in parts) + ".", ""]
+    if mapped:
         lines += [
-            "Mapped file pages of the engine after the related lists, by file (MB, from `/proc/self/smaps`): "
-            + ", ".join(f"{k} {v:,.0f}" for k, v in parts)
-            + (f"; float16 build: " + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(
-                ((k, v) for k, v in f16["mapped_mb"].items() if v >= 1), key=lambda kv: -kv[1])) if f16 and f16.get("mapped_mb") else "")
-            + ". A page fault maps the whole page-cache folio around it (up to 2 MB for a file written in one go), "
-            "so rows read at random map most of an array after a thousand ranked lists.",
+            "Why reading rows beats mapping them here: a page fault maps the whole page-cache folio around the row "
+            "(up to 2 MB for a file written in one go), so the rows a thousand filtered lists re-score (300 random "
+            "candidates each) map most of each array into the process. Read with `pread`, only the bytes of the rows "
+            "are copied; the file's pages stay in the kernel's page cache, shared by every worker and dropped under "
+            "memory pressure, and are not part of any process's resident set.",
             "",
         ]
     if e.get("list_recall10") is not None:
@@ -879,10 +904,11 @@ def render(r: dict) -> str:
                      f"{big['n']:,}; lists of {k_run} / of 300)", f"{est:,.0f} MB / {est300:,.0f} MB", est300 <= 1536))
     for sv in r.get("served", []):
         e, n = sv["engine"]["served"], sv["index"]["n"]
-        rows.append((f"whole index served at {n:,} trials, private memory <= 1.5 GB (records read from disk, arrays "
-                     f"memory-mapped; after {sv['engine']['queries']:,} related lists; everything in RAM: "
+        rows.append((f"whole index served at {n:,} trials, private memory <= 1.5 GB (records and array rows read "
+                     f"from disk; after {sv['engine']['queries']:,} related lists; everything in RAM: "
                      f"{sv['in_ram']['served']['RssAnon']:,.0f} MB)", f"{e['RssAnon']:,.0f} MB", e["RssAnon"] <= 1536))
-        rows.append((f"... peak RSS including the mapped file pages it touched <= 1.5 GB (everything in RAM: "
+        before = (f"arrays memory-mapped as before: {sv['mapped']['served']['VmHWM']:,.0f} MB; " if sv.get("mapped") else "")
+        rows.append((f"... peak RSS including the mapped file pages it touched <= 1.5 GB ({before}everything in RAM: "
                      f"{sv['in_ram']['served']['VmHWM']:,.0f} MB)", f"{e['VmHWM']:,.0f} MB", e["VmHWM"] <= 1536))
     for target, value, ok in rows:
         lines.append(f"| {target} | {value} | {'yes' if ok else '**no**'} |")
@@ -918,7 +944,6 @@ def render(r: dict) -> str:
         e, ix = sv["engine"]["served"], sv["index"]
         if e["VmHWM"] > 1536:
             fm, mapped = ix["files_mb"], sv["engine"].get("mapped_mb", {})
-            f16 = sv.get("float16")
 
             def share(*names):
                 used = sum(mapped.get(k, mapped.get(f"lists/{k}", 0)) for k in names)
@@ -936,7 +961,6 @@ def render(r: dict) -> str:
                 f"{share('structured.data.npy', 'structured.indices.npy')}, list offsets {share('offsets.npy')}. "
                 "A page fault maps the page-cache folio around it, so a few hundred thousand random rows map much of "
                 "each array; those pages are clean page cache the kernel can drop and read again."
-                + (f" The same index with float16 field vectors peaks at {f16['served']['VmHWM']:,.0f} MB." if f16 else "")
                 + " Fitting 1.5 GB at this workload needs the re-scored arrays themselves smaller (fewer dimensions or "
                 "fields, BM25 rows cut to their top terms, float16 BM25 weights), at a quality cost not measured: not done.")
     lines.append("")
@@ -1157,14 +1181,14 @@ def render(r: dict) -> str:
         e, ram = sv["engine"], sv["in_ram"]
         lines.append(
             f"- **Memory**: served from disk, the {sv['index']['n']:,}-trial index peaks at {e['served']['VmHWM']:,.0f} MB "
-            f"({e['served']['RssAnon']:,.0f} MB private, {e['served']['RssFile']:,.0f} MB of mapped file pages, which the "
-            f"kernel can drop and re-read) against {ram['served']['VmHWM']:,.0f} MB with everything in RAM. Its "
-            f"{sv['index']['disk_mb'] / 1024:.1f} GB on disk should sit in the page cache for steady latency: the "
-            "mapped pages grow as more distinct trials are asked for, up to the size of the field vectors, "
-            "BM25 rows and lists.")
+            f"({e['served']['RssAnon']:,.0f} MB private, {e['served']['RssFile']:,.0f} MB of mapped file pages) against "
+            f"{ram['served']['VmHWM']:,.0f} MB with everything in RAM"
+            + (f" and {sv['mapped']['served']['VmHWM']:,.0f} MB with its arrays memory-mapped" if sv.get("mapped") else "")
+            + f". Its {sv['index']['disk_mb'] / 1024:.1f} GB on disk should sit in the page cache for steady latency: "
+            "that cache is the kernel's, shared by every worker, and grows as more distinct trials are asked for.")
     lines += [
         "- **Neighbour lists** at 0.6M with k = 300: "
-        f"{600_000 * 300 * 4 / 2**30:.2f} GB on disk, memory-mapped; their computation (extrapolated above) is minutes.",
+        f"{600_000 * 300 * 4 / 2**30:.2f} GB on disk, a list read when asked for; their computation (extrapolated above) is minutes.",
         "- **Flat search** grows linearly with the corpus (extrapolated p50 above); IVF keeps new-document and "
         "filtered queries at a few milliseconds.",
         "",

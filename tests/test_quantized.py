@@ -13,6 +13,7 @@ import pytest
 from similarity import IndexConfig, Ranker, TrialIndex
 from similarity.exceptions import IndexMismatch, InvalidParameter
 from similarity.index import assemble, update_index
+from similarity.index._files import NpyRows
 from similarity.index.quantized import SCALE_FILE, QuantizedVectors, store_field_vectors
 
 
@@ -89,7 +90,7 @@ def test_an_int8_build_saves_codes_and_serves_memory_mapped(int8_index, float16_
     loaded, build = int8_index
     assert np.load(build / "field_vectors.npy", mmap_mode="r").dtype == np.int8 and (build / SCALE_FILE).exists()
     assert json.loads((build / "manifest.json").read_text())["config"]["vectors"] == "int8"
-    assert isinstance(loaded.field_vectors, QuantizedVectors) and isinstance(loaded.field_vectors.codes, np.memmap)
+    assert isinstance(loaded.field_vectors, QuantizedVectors) and isinstance(loaded.field_vectors.codes, NpyRows)
     assert (build / "field_vectors.npy").stat().st_size < 0.6 * float16_index.field_vectors.nbytes
     np.testing.assert_allclose(np.asarray(loaded.field_vectors), np.asarray(float16_index.field_vectors, np.float32),
                                atol=float(loaded.field_vectors.scale.max()) / 2 + 1e-3)

@@ -5,6 +5,7 @@ import pytest
 
 from similarity import IndexMismatch, Ranker, TrialIndex
 from similarity.ranking import Filters
+from similarity.index._files import NpyRows, save_npy
 from similarity.index.store import RowLookup, TrialStore, column_mask, trial_columns
 from similarity.ingest import InterventionType, Phase, Status, StudyType
 
@@ -89,3 +90,38 @@ def test_damaged_build_file_is_a_clear_error(index_dir, tmp_path, name):
     (build / name).write_bytes((build / name).read_bytes()[:60])
     with pytest.raises(IndexMismatch, match="a file of the build is unreadable .*rebuild it"):
         TrialIndex.load(copy)
+
+
+ROW_KEYS = [0, -1, 3, np.int64(2), slice(None), slice(1, 4), slice(None, None, 2), slice(None, None, -1),
+            [4, 0, 0, 2], np.array([[1, 2], [3, 4]]), np.array([], dtype=np.int64), (slice(1, 3), 1),
+            ([3, 1], 2), (2, 1), (2, slice(None), 1), (np.array([[1, 2], [3, 4]]), 1, slice(1, 3))]
+
+
+@pytest.mark.parametrize("key", ROW_KEYS, ids=repr)
+def test_rows_read_from_disk_index_like_the_array(tmp_path, key):
+    array = np.arange(5 * 3 * 4, dtype=np.int8).reshape(5, 3, 4)
+    np.save(tmp_path / "a.npy", array)
+    rows = NpyRows(tmp_path / "a.npy")
+    got = rows[key]
+    assert got.dtype == array.dtype and got.shape == array[key].shape
+    assert np.array_equal(got, array[key])
+
+
+def test_rows_read_from_disk(tmp_path):
+    array = np.random.default_rng(0).normal(size=(50, 7)).astype(np.float16)
+    np.save(tmp_path / "a.npy", array)
+    rows = NpyRows(tmp_path / "a.npy")
+    assert (rows.shape, rows.dtype, rows.ndim, len(rows), rows.nbytes) == (array.shape, array.dtype, 2, 50, array.nbytes)
+    assert np.array_equal(np.asarray(rows, dtype=np.float32), array.astype(np.float32))
+    for bad in (50, -51, [0, 50]):
+        with pytest.raises(IndexError, match="out of range"):
+            rows[bad]
+    with pytest.raises(IndexError, match="integers or slices"):
+        rows[[1, 2], [0, 1]]  # numpy would pair the two keys: not supported, not silently different
+    (tmp_path / "a.npy").unlink()  # a pruned build: the open file still reads, and copies whole
+    save_npy(tmp_path / "copy.npy", rows)
+    assert np.array_equal(np.load(tmp_path / "copy.npy"), array)
+    np.save(tmp_path / "f.npy", np.asfortranarray(np.ones((3, 2))))
+    with pytest.raises(ValueError, match="Fortran"):
+        NpyRows(tmp_path / "f.npy")
+

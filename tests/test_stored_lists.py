@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from similarity import IndexConfig, IndexMismatch, InvalidParameter, Ranker, TrialIndex
-from similarity.ranking import Diversity
+from similarity.ranking import Diversity, Filters
 from similarity.cli import main
+from similarity.index._files import NpyRows
 from similarity.index.stored_lists import StoredLists
 from similarity.ranking.precompute import ranker_settings, store_related_lists
 
@@ -218,3 +219,17 @@ def test_serving_lists_made_with_other_settings_says_so(stored_dir, tmp_path, ca
         served.reload()
     assert "stored related lists were made with other settings" in caplog.text
     assert served.ranker.stored_lists(10) is None
+
+
+def test_served_index_reads_vectors_and_list_offsets_by_rows(stored_dir):
+    served, in_memory = TrialIndex.load(stored_dir), TrialIndex.load(stored_dir, mmap=False)
+    assert isinstance(getattr(served.field_vectors, "codes", served.field_vectors), NpyRows)
+    rows = np.array([5, 1, 5, 2])
+    assert np.array_equal(served.field_vectors[rows], in_memory.field_vectors[rows])
+    assert isinstance(served.related_lists.offsets, NpyRows)
+    assert served.related_lists.items(1, 5) == in_memory.related_lists.items(1, 5)
+    nct = served.nct_id(0)
+    status = Filters.parse(status=[next(t.overall_status for t in served.trials if t.overall_status).value])
+    for filters in (None, status):
+        assert [r.to_dict() for r in Ranker(served).related(nct, 5, filters=filters)] == [
+            r.to_dict() for r in Ranker(in_memory).related(nct, 5, filters=filters)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
 import shutil
@@ -32,6 +33,10 @@ class ReadOnlyFile:
         """Bytes ``start`` to ``stop`` of the file."""
         return os.pread(self._fd, stop - start, start)
 
+    def read_spans(self, starts: np.ndarray, sizes: np.ndarray) -> bytes:
+        """The ``sizes[i]`` bytes at each ``starts[i]``, end to end (one ``pread`` each)."""
+        return b"".join(map(os.pread, itertools.repeat(self._fd), sizes.tolist(), starts.tolist()))
+
     def copy_to(self, dest: Path, block: int = 1 << 24) -> None:
         """Write the whole file to ``dest`` (from the open file: its path may be gone)."""
         size = os.fstat(self._fd).st_size
@@ -49,6 +54,112 @@ class ReadOnlyFile:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+def _runs(rows: np.ndarray, n: int):
+    """For row keys ``rows`` of an ``n``-row array: the distinct rows in order, where each key is
+    among them (``None`` when the keys are those rows already), and the runs of adjacent distinct
+    rows as ``starts``/``stops``."""
+    if rows.size and (rows.min() < -n or rows.max() >= n):
+        raise IndexError(f"row index out of range for {n} rows")
+    rows = np.where(rows < 0, rows + n, rows)
+    wanted, where = np.unique(rows, return_inverse=True)
+    if rows.ndim == 1 and len(wanted) == len(rows) and np.array_equal(wanted, rows):
+        where = None
+    else:
+        where = where.reshape(rows.shape)
+    breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
+    starts = wanted[np.concatenate([[0], breaks])] if len(wanted) else wanted
+    stops = np.append(wanted[breaks - 1], wanted[-1]) + 1 if len(wanted) else wanted
+    return wanted, where, starts, stops
+
+
+class NpyRows:
+    """A ``.npy`` array on disk whose rows are read with ``pread`` when indexed.
+
+    For arrays a server reads a few random rows of per request (field vectors, stored-list offsets):
+    a memory map would put the whole page-cache folio around each row (up to 2 MB) into the process,
+    so a thousand requests map most of the file; reads copy only the rows asked for, and the pages
+    stay in the shared page cache.
+
+    ``array[i]``, ``array[rows]`` (adjacent rows read together), ``array[a:b]``, and a further key
+    on the other axes (``array[rows, j]``) give in-memory arrays; ``np.asarray(array)`` reads all.
+    """
+
+    def __init__(self, path: str | Path):
+        header = np.load(path, mmap_mode="r")  # the header only: no page of the data is touched
+        if not header.flags.c_contiguous:
+            raise ValueError(f"{path}: a Fortran-ordered array cannot be read by rows")
+        self.shape: tuple[int, ...] = header.shape
+        self.dtype = header.dtype
+        self._start = int(header.offset)
+        self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        del header
+        self._file = ReadOnlyFile(path)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self) * self._row_bytes
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        raw = self._file.read(self._start + start * self._row_bytes, self._start + stop * self._row_bytes)
+        return np.frombuffer(raw, dtype=self.dtype).reshape((stop - start,) + self.shape[1:])
+
+    def spans(self, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+        """Rows ``starts[i]`` to ``stops[i]`` of each span, end to end (one read a span)."""
+        starts, stops = np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64)
+        raw = self._file.read_spans(self._start + starts * self._row_bytes, (stops - starts) * self._row_bytes)
+        return np.frombuffer(raw, dtype=self.dtype).reshape((-1,) + self.shape[1:])
+
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        wanted, where, starts, stops = _runs(rows, len(self))
+        got = self.spans(starts, stops)
+        return got if where is None else got[where]
+
+    def __getitem__(self, key) -> np.ndarray:
+        first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if isinstance(first, slice):
+            start, stop, step = first.indices(len(self))
+            out = self._read(start, max(start, stop))[::step] if step > 0 else self._rows(np.arange(start, stop, step))
+        elif isinstance(first, (int, np.integer)):
+            out = self._rows(np.asarray([first]))[0]
+        else:
+            out = self._rows(np.asarray(first, dtype=np.int64))
+        if not rest:
+            return out
+        if not all(isinstance(k, (int, np.integer, slice)) for k in rest):
+            raise IndexError("rows read from disk take integers or slices on the other axes")
+        row_axes = 1 if isinstance(first, slice) else np.ndim(first)
+        return out[(slice(None),) * row_axes + tuple(rest)]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def astype(self, dtype, copy: bool = True) -> np.ndarray:
+        return np.asarray(self, dtype=dtype)
+
+    def copy_to(self, dest: Path) -> None:
+        """Write the ``.npy`` file (header included) to ``dest``, from the open file."""
+        self._file.copy_to(dest)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def save_npy(path: Path, array) -> None:
+    """``np.save``, copying the file of an array read by rows rather than reading it into memory."""
+    if isinstance(array, NpyRows):
+        array.copy_to(path)
+    else:
+        np.save(path, array)
 
 
 @contextlib.contextmanager
@@ -101,17 +212,75 @@ def fsync_dir(directory: Path) -> None:
 _CSR_PARTS = ("data", "indices", "indptr")
 
 
-def save_csr(build: Path, name: str, matrix: sparse.spmatrix) -> None:
+class CsrRows:
+    """A CSR matrix saved by :func:`save_csr` whose rows are read with ``pread`` when indexed.
+
+    Only ``indptr`` is held in memory (8 bytes a row); ``matrix[rows]`` (an integer, a slice or an
+    array of rows, adjacent rows read together) gives a ``scipy.sparse.csr_matrix`` of those rows,
+    like slicing the matrix would, and ``tocsr()`` the whole matrix.
+    """
+
+    def __init__(self, build: Path, name: str):
+        self.data, self.indices = (NpyRows(build / f"{name}.{part}.npy") for part in ("data", "indices"))
+        self.indptr = np.load(build / f"{name}.indptr.npy")
+        self.shape: tuple[int, int] = tuple(int(v) for v in np.load(build / f"{name}.shape.npy"))
+        self.dtype = self.data.dtype
+        if len(self.indptr) != self.shape[0] + 1 or int(self.indptr[-1]) > len(self.data):
+            raise ValueError(f"{build / name}: indptr disagrees with the matrix's shape or data")
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indptr[-1])
+
+    def _read(self, wanted: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> sparse.csr_matrix:
+        """The ``wanted`` rows, given as runs of adjacent rows: one read of each part a run."""
+        a, b = self.indptr[starts], self.indptr[stops]
+        data, indices = self.data.spans(a, b), self.indices.spans(a, b)
+        lengths = self.indptr[wanted + 1] - self.indptr[wanted]
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(self.indices.dtype)
+        return sparse.csr_matrix((data, indices, indptr), shape=(len(wanted), self.shape[1]))
+
+    def __getitem__(self, key) -> sparse.csr_matrix:
+        n = len(self.indptr) - 1
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            key = np.arange(start, stop, step)
+        rows = np.atleast_1d(np.asarray(key, dtype=np.int64))
+        if rows.ndim != 1:
+            raise IndexError("rows read from disk are asked for by an integer, a slice or a 1-D array")
+        wanted, where, starts, stops = _runs(rows, n)
+        got = self._read(wanted, starts, stops)
+        return got if where is None else got[where]
+
+    def tocsr(self) -> sparse.csr_matrix:
+        return self[:]
+
+    def toarray(self) -> np.ndarray:
+        return self.tocsr().toarray()
+
+    def copy_to(self, build: Path, name: str) -> None:
+        """Save the matrix as ``name`` in ``build`` (the parts copied from their open files)."""
+        for part, array in (("data", self.data), ("indices", self.indices), ("indptr", self.indptr)):
+            save_npy(build / f"{name}.{part}.npy", array)
+        np.save(build / f"{name}.shape.npy", np.asarray(self.shape, dtype=np.int64))
+
+
+def save_csr(build: Path, name: str, matrix: "sparse.spmatrix | CsrRows") -> None:
     """A sparse matrix as plain ``.npy`` arrays, which load memory-mapped (``.npz`` cannot)."""
+    if isinstance(matrix, CsrRows):
+        return matrix.copy_to(build, name)
     matrix = sparse.csr_matrix(matrix)
     for part in _CSR_PARTS:
         np.save(build / f"{name}.{part}.npy", getattr(matrix, part))
     np.save(build / f"{name}.shape.npy", np.asarray(matrix.shape, dtype=np.int64))
 
 
-def load_csr(build: Path, name: str, mmap: bool) -> sparse.csr_matrix:
+def load_csr(build: Path, name: str, mmap: bool) -> "sparse.csr_matrix | CsrRows":
+    """A saved sparse matrix: with ``mmap``, its rows read from disk when asked for (:class:`CsrRows`)."""
     if (build / f"{name}.npz").exists():  # builds saved before the arrays were split
         return sparse.load_npz(build / f"{name}.npz").tocsr()
-    parts = [np.load(build / f"{name}.{part}.npy", mmap_mode="r" if mmap else None) for part in _CSR_PARTS]
+    if mmap:
+        return CsrRows(build, name)
+    parts = [np.load(build / f"{name}.{part}.npy") for part in _CSR_PARTS]
     shape = tuple(int(v) for v in np.load(build / f"{name}.shape.npy"))
     return sparse.csr_matrix(tuple(parts), shape=shape, copy=False)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import InvalidParameter
+from ._files import NpyRows, save_npy
 
 __all__ = ["NeighbourLists", "clustered_knn", "exact_knn"]
 
@@ -108,8 +109,8 @@ class NeighbourLists:
         method: how the lists were computed (``search:<backend>``, ``exact`` or ``clustered``).
     """
 
-    def __init__(self, ids: np.ndarray, method: str = "exact"):
-        ids = np.asarray(ids)
+    def __init__(self, ids: "np.ndarray | NpyRows", method: str = "exact"):
+        ids = ids if isinstance(ids, NpyRows) else np.asarray(ids)
         if ids.ndim != 2:
             raise InvalidParameter(f"neighbour ids must be a 2-D array, got shape {ids.shape}")
         self.ids = ids
@@ -151,14 +152,16 @@ class NeighbourLists:
         return cls(out, method=f"search:{backend.name}")
 
     def save(self, path: str | Path) -> None:
-        np.save(Path(path) / "neighbours.npy", np.ascontiguousarray(self.ids, dtype=np.int32))
+        ids = self.ids if isinstance(self.ids, NpyRows) and self.ids.dtype == np.int32 else np.asarray(self.ids, np.int32)
+        save_npy(Path(path) / "neighbours.npy", ids)
         (Path(path) / "neighbours.txt").write_text(self.method)
 
     @classmethod
     def load(cls, path: str | Path, *, mmap: bool = True) -> "NeighbourLists | None":
-        """The lists saved in directory ``path``, or None when there are none."""
+        """The lists saved in directory ``path``, or None when there are none; ``mmap``: a list read
+        from the file when asked for (else all in memory)."""
         path = Path(path)
         if not (path / "neighbours.npy").exists():
             return None
         method = (path / "neighbours.txt").read_text().strip() if (path / "neighbours.txt").exists() else "exact"
-        return cls(np.load(path / "neighbours.npy", mmap_mode="r" if mmap else None), method=method)
+        return cls(NpyRows(path / "neighbours.npy") if mmap else np.load(path / "neighbours.npy"), method=method)

@@ -7,7 +7,7 @@ dimensions far larger than the rest). Reading rows gives float32 values, ``codes
 consumer of an index's field vectors (the signals, diversity, trial vectors, updates) slices it like
 an array and never sees the codes.
 
-Files, in a build: ``field_vectors.npy`` (``int8``, ``(n, F, d)``, memory-mapped when served) and
+Files, in a build: ``field_vectors.npy`` (``int8``, ``(n, F, d)``, read by rows when served) and
 ``field_vectors.scale.npy`` (``float32``, ``(d,)``). A build whose field vectors are float16 has no
 scale file.
 """
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import IndexMismatch, InvalidParameter
+from ._files import NpyRows, save_npy
 
 __all__ = ["QuantizedVectors", "SCALE_FILE", "VECTOR_DTYPES", "load_field_vectors", "save_field_vectors",
            "store_field_vectors"]
@@ -34,7 +35,7 @@ class QuantizedVectors:
     """An ``(n, F, d)`` array of int8 codes read as float32 through a per-dimension scale.
 
     Args:
-        codes: ``int8`` codes, shape ``(n, F, d)`` (an array or a read-only memory map).
+        codes: ``int8`` codes, shape ``(n, F, d)`` (an array, or rows read from the build's file).
         scale: ``float32`` scale of each of the ``d`` dimensions.
 
     Indexing (``vectors[rows]``, ``vectors[row]``, ``vectors[a:b, j]``) returns float32 values;
@@ -106,17 +107,19 @@ def store_field_vectors(vectors: Any, dtype: str) -> "np.ndarray | QuantizedVect
     raise InvalidParameter(f"field vectors are stored as one of {', '.join(VECTOR_DTYPES)}, not {dtype!r}")
 
 
-def save_field_vectors(build: Path, vectors: "np.ndarray | QuantizedVectors") -> None:
+def save_field_vectors(build: Path, vectors: "np.ndarray | NpyRows | QuantizedVectors") -> None:
     if isinstance(vectors, QuantizedVectors):
-        np.save(Path(build) / "field_vectors.npy", vectors.codes)
+        save_npy(Path(build) / "field_vectors.npy", vectors.codes)
         np.save(Path(build) / SCALE_FILE, vectors.scale)
     else:
-        np.save(Path(build) / "field_vectors.npy", vectors)
+        save_npy(Path(build) / "field_vectors.npy", vectors)
 
 
-def load_field_vectors(build: Path, *, mmap: bool = True) -> "np.ndarray | QuantizedVectors":
-    """A build's field vectors: float16 rows, or int8 codes with their scale."""
-    array = np.load(Path(build) / "field_vectors.npy", mmap_mode="r" if mmap else None)
+def load_field_vectors(build: Path, *, mmap: bool = True) -> "np.ndarray | NpyRows | QuantizedVectors":
+    """A build's field vectors: float16 rows, or int8 codes with their scale. ``mmap``: rows read
+    from the file when asked for (:class:`~similarity.index._files.NpyRows`), else all in memory."""
+    path = Path(build) / "field_vectors.npy"
+    array = NpyRows(path) if mmap else np.load(path)
     scale = Path(build) / SCALE_FILE
     if array.dtype == np.int8:
         if not scale.exists():

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..exceptions import IndexMismatch, InvalidParameter
-from ._files import ReadOnlyFile
+from ._files import NpyRows, ReadOnlyFile, save_npy
 
 __all__ = ["StoredLists"]
 
@@ -60,6 +60,8 @@ class StoredLists:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+        if isinstance(self.offsets, NpyRows):
+            self.offsets.close()
 
     @property
     def k(self) -> int:
@@ -122,19 +124,19 @@ class StoredLists:
         else:
             with open(folder / "items.bin", "wb") as fh:
                 fh.write(memoryview(np.ascontiguousarray(self.data)))
-        np.save(folder / "offsets.npy", self.offsets)
+        save_npy(folder / "offsets.npy", self.offsets)
         (folder / "meta.json").write_text(json.dumps({"k": self.k, "settings": self.settings}, indent=2))
 
     @classmethod
     def load(cls, build: Path, *, mmap: bool = True, count: int | None = None) -> "StoredLists | None":
         """The lists of ``build``, or ``None`` where it has none; IndexMismatch where they disagree
-        with the build (``count`` rows). ``mmap``: offsets memory-mapped and items read from the file
-        on request (else both read into memory)."""
+        with the build (``count`` rows). ``mmap``: offsets and items read from their files on request
+        (else both read into memory)."""
         folder = Path(build) / DIRNAME
         if not (folder / "meta.json").exists():
             return None
         meta = json.loads((folder / "meta.json").read_text())
-        offsets = np.load(folder / "offsets.npy", mmap_mode="r" if mmap else None)
+        offsets = NpyRows(folder / "offsets.npy") if mmap else np.load(folder / "offsets.npy")
         size = (folder / "items.bin").stat().st_size
         items = folder / "items.bin" if mmap else np.fromfile(folder / "items.bin", dtype=np.uint8)
         if offsets.shape[1] != int(meta["k"]) + 1 or (count is not None and len(offsets) != count) or (

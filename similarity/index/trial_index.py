@@ -229,8 +229,9 @@ class TrialIndex:
     def load(cls, path: str | Path, *, expect: IndexConfig | None = None, mmap: bool = True) -> "TrialIndex":
         """Load the current build under ``path``.
 
-        With ``mmap`` (the default) trial records are read from disk when asked for and the arrays
-        are memory-mapped: a few hundred MB of private memory at 0.6M trials. ``mmap=False`` holds
+        With ``mmap`` (the default) trial records, stored lists and field vectors are read from
+        disk when asked for (``pread`` of the rows a request needs) and the other arrays are
+        memory-mapped: a few hundred MB of private memory at 0.6M trials. ``mmap=False`` holds
         everything in RAM (~13 KB per trial).
 
         Raises:

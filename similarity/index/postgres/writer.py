@@ -66,7 +66,7 @@ def _npy(array: np.ndarray) -> bytes:
 def _artifacts(index, manifest: dict[str, Any]) -> dict[str, bytes]:
     columns, structured = io.BytesIO(), io.BytesIO()
     np.savez(columns, **index.columns)
-    sparse.save_npz(structured, sparse.csr_matrix(index.structured))
+    sparse.save_npz(structured, index.structured.tocsr())
     encoders = io.BytesIO()
     joblib.dump({"structured": index.structured_featurizer, "lexical": index.lexical_vectorizer}, encoders)
     out = {
@@ -206,7 +206,7 @@ def save_build(index, url: str, *, m: int = HNSW_M, ef_construction: int = HNSW_
             vectors = np.concatenate([index.trial_vectors(field_vectors[start:start + _BLOCK])
                                       for start in range(0, n, _BLOCK)])
             write_vectors(cur, schema, "trial_vectors", ["embedding"], ["vector"], [vectors], rows)
-            lexical = sparse.csr_matrix(index.lexical)
+            lexical = index.lexical.tocsr()
             with cur.copy(sql.SQL("COPY {}.lexical (row, terms, weights) FROM STDIN").format(s)) as copy:
                 for row in range(n):
                     a, b = lexical.indptr[row], lexical.indptr[row + 1]

@@ -1,5 +1,5 @@
-"""Writing a build safely (one writer at a time, fsynced files, sparse matrices as mappable arrays),
-and reading its record files by position.
+"""Writing a build safely (one writer at a time, fsynced files, sparse matrices as plain arrays),
+and reading its files by position: records, and the rows of arrays (``pread``, not memory maps).
 
 Private to :mod:`similarity.index`.
 """
@@ -31,11 +31,24 @@ class ReadOnlyFile:
 
     def read(self, start: int, stop: int) -> bytes:
         """Bytes ``start`` to ``stop`` of the file."""
-        return os.pread(self._fd, stop - start, start)
+        data = os.pread(self._fd, stop - start, start)
+        if len(data) == stop - start:
+            return data
+        parts = [data]  # one read returns at most ~2 GB on Linux
+        while (got := sum(map(len, parts))) < stop - start:
+            more = os.pread(self._fd, stop - start - got, start + got)
+            if not more:
+                raise ValueError(f"{self.path}: the file ends before byte {stop}")
+            parts.append(more)
+        return b"".join(parts)
 
     def read_spans(self, starts: np.ndarray, sizes: np.ndarray) -> bytes:
         """The ``sizes[i]`` bytes at each ``starts[i]``, end to end (one ``pread`` each)."""
-        return b"".join(map(os.pread, itertools.repeat(self._fd), sizes.tolist(), starts.tolist()))
+        starts, sizes = starts.tolist(), sizes.tolist()
+        data = b"".join(map(os.pread, itertools.repeat(self._fd), sizes, starts))
+        if len(data) != sum(sizes):
+            data = b"".join(self.read(a, a + n) for a, n in zip(starts, sizes))
+        return data
 
     def copy_to(self, dest: Path, block: int = 1 << 24) -> None:
         """Write the whole file to ``dest`` (from the open file: its path may be gone)."""
@@ -108,10 +121,6 @@ class NpyRows:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def _read(self, start: int, stop: int) -> np.ndarray:
-        raw = self._file.read(self._start + start * self._row_bytes, self._start + stop * self._row_bytes)
-        return np.frombuffer(raw, dtype=self.dtype).reshape((stop - start,) + self.shape[1:])
-
     def spans(self, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
         """Rows ``starts[i]`` to ``stops[i]`` of each span, end to end (one read a span)."""
         starts, stops = np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64)
@@ -127,7 +136,7 @@ class NpyRows:
         first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
         if isinstance(first, slice):
             start, stop, step = first.indices(len(self))
-            out = self._read(start, max(start, stop))[::step] if step > 0 else self._rows(np.arange(start, stop, step))
+            out = self.spans([start], [max(start, stop)])[::step] if step > 0 else self._rows(np.arange(start, stop, step))
         elif isinstance(first, (int, np.integer)):
             out = self._rows(np.asarray([first]))[0]
         else:
@@ -266,7 +275,7 @@ class CsrRows:
 
 
 def save_csr(build: Path, name: str, matrix: "sparse.spmatrix | CsrRows") -> None:
-    """A sparse matrix as plain ``.npy`` arrays, which load memory-mapped (``.npz`` cannot)."""
+    """A sparse matrix as plain ``.npy`` arrays, whose rows can be read in place (``.npz``'s cannot)."""
     if isinstance(matrix, CsrRows):
         return matrix.copy_to(build, name)
     matrix = sparse.csr_matrix(matrix)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from similarity import IndexConfig, Ranker, build_index
+from similarity.index._files import NpyRows
 from similarity.index.backends import NumpyBackend
 from similarity.index.neighbours import NeighbourLists, clustered_knn, exact_knn
 
@@ -47,6 +48,17 @@ def test_rows_drop_padding_and_refuse_more_than_stored():
     assert lists.rows(0, 3).tolist() == [2, 1]
     with pytest.raises(ValueError, match="only 3 neighbours"):
         lists.rows(0, 4)
+
+
+def test_saved_lists_are_read_a_list_at_a_time_and_save_again(tmp_path):
+    ids = np.array([[2, 1, -1], [0, 2, -1], [1, 0, -1]], dtype=np.int32)
+    NeighbourLists(ids, method="exact").save(tmp_path)
+    served = NeighbourLists.load(tmp_path)
+    assert isinstance(served.ids, NpyRows) and served.method == "exact"
+    assert [served.rows(r, 3).tolist() for r in range(3)] == [[2, 1], [0, 2], [1, 0]]
+    (tmp_path / "again").mkdir()
+    served.save(tmp_path / "again")
+    assert np.array_equal(NeighbourLists.load(tmp_path / "again", mmap=False).ids, ids)
 
 
 @pytest.mark.slow

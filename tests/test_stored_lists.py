@@ -233,3 +233,16 @@ def test_served_index_reads_vectors_and_list_offsets_by_rows(stored_dir):
     for filters in (None, status):
         assert [r.to_dict() for r in Ranker(served).related(nct, 5, filters=filters)] == [
             r.to_dict() for r in Ranker(in_memory).related(nct, 5, filters=filters)]
+
+
+def test_index_served_from_disk_saves_the_same_build(stored_dir, tmp_path):
+    """Saving an index whose arrays are read by rows copies their files; nothing is lost or changed."""
+    served = TrialIndex.load(stored_dir)
+    assert isinstance(served.lexical.data, NpyRows) and isinstance(served.related_lists.offsets, NpyRows)
+    served.save(tmp_path / "copy")
+    copy, original = TrialIndex.load(tmp_path / "copy", mmap=False), TrialIndex.load(stored_dir, mmap=False)
+    assert np.array_equal(np.asarray(copy.field_vectors), np.asarray(original.field_vectors))
+    for name in ("lexical", "structured"):
+        assert (getattr(copy, name) != getattr(original, name)).nnz == 0
+    assert np.array_equal(copy.related_lists.offsets, original.related_lists.offsets)
+    assert copy.related_lists.items(3, 5) == original.related_lists.items(3, 5)

@@ -87,7 +87,18 @@ def _runs(rows: np.ndarray, n: int):
     return wanted, where, starts, stops
 
 
-class NpyRows:
+class ReadAsArray:
+    """``np.asarray(x)`` and ``x.astype(dtype)`` for array-likes whose ``x[:]`` reads every row."""
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def astype(self, dtype, copy: bool = True) -> np.ndarray:
+        return np.asarray(self, dtype=dtype)
+
+
+class NpyRows(ReadAsArray):
     """A ``.npy`` array on disk whose rows are read with ``pread`` when indexed.
 
     For arrays a server reads a few random rows of per request (field vectors, stored-list offsets):
@@ -137,8 +148,11 @@ class NpyRows:
         if isinstance(first, slice):
             start, stop, step = first.indices(len(self))
             out = self.spans([start], [max(start, stop)])[::step] if step > 0 else self._rows(np.arange(start, stop, step))
-        elif isinstance(first, (int, np.integer)):
-            out = self._rows(np.asarray([first]))[0]
+        elif isinstance(first, (int, np.integer)):  # one row: one read, no run-finding
+            if not -len(self) <= first < len(self):
+                raise IndexError(f"row index out of range for {len(self)} rows")
+            row = int(first) % len(self)
+            out = self.spans([row], [row + 1])[0]
         else:
             out = self._rows(np.asarray(first, dtype=np.int64))
         if not rest:
@@ -147,13 +161,6 @@ class NpyRows:
             raise IndexError("rows read from disk take integers or slices on the other axes")
         row_axes = 1 if isinstance(first, slice) else np.ndim(first)
         return out[(slice(None),) * row_axes + tuple(rest)]
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        out = self[:]
-        return out if dtype is None else out.astype(dtype, copy=False)
-
-    def astype(self, dtype, copy: bool = True) -> np.ndarray:
-        return np.asarray(self, dtype=dtype)
 
     def copy_to(self, dest: Path) -> None:
         """Write the ``.npy`` file (header included) to ``dest``, from the open file."""
@@ -267,20 +274,15 @@ class CsrRows:
     def toarray(self) -> np.ndarray:
         return self.tocsr().toarray()
 
-    def copy_to(self, build: Path, name: str) -> None:
-        """Save the matrix as ``name`` in ``build`` (the parts copied from their open files)."""
-        for part, array in (("data", self.data), ("indices", self.indices), ("indptr", self.indptr)):
-            save_npy(build / f"{name}.{part}.npy", array)
-        np.save(build / f"{name}.shape.npy", np.asarray(self.shape, dtype=np.int64))
 
 
 def save_csr(build: Path, name: str, matrix: "sparse.spmatrix | CsrRows") -> None:
-    """A sparse matrix as plain ``.npy`` arrays, whose rows can be read in place (``.npz``'s cannot)."""
-    if isinstance(matrix, CsrRows):
-        return matrix.copy_to(build, name)
-    matrix = sparse.csr_matrix(matrix)
+    """A sparse matrix as plain ``.npy`` arrays, whose rows can be read in place (``.npz``'s cannot);
+    one read by rows is copied from its open files."""
+    if not isinstance(matrix, CsrRows):
+        matrix = sparse.csr_matrix(matrix)
     for part in _CSR_PARTS:
-        np.save(build / f"{name}.{part}.npy", getattr(matrix, part))
+        save_npy(build / f"{name}.{part}.npy", getattr(matrix, part))
     np.save(build / f"{name}.shape.npy", np.asarray(matrix.shape, dtype=np.int64))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import IndexMismatch, InvalidParameter
-from ._files import NpyRows, save_npy
+from ._files import NpyRows, ReadAsArray, save_npy
 
 __all__ = ["QuantizedVectors", "SCALE_FILE", "VECTOR_DTYPES", "load_field_vectors", "save_field_vectors",
            "store_field_vectors"]
@@ -31,7 +31,7 @@ VECTOR_DTYPES = ("float16", "int8")
 _BLOCK = 50_000  # rows quantised at once: bounded memory at any size
 
 
-class QuantizedVectors:
+class QuantizedVectors(ReadAsArray):
     """An ``(n, F, d)`` array of int8 codes read as float32 through a per-dimension scale.
 
     Args:
@@ -90,12 +90,6 @@ class QuantizedVectors:
             raise InvalidParameter("quantized vectors are read with the last axis whole")
         return codes.astype(np.float32) * self.scale
 
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        out = self[:]
-        return out if dtype is None else out.astype(dtype, copy=False)
-
-    def astype(self, dtype, copy: bool = True) -> np.ndarray:
-        return np.asarray(self, dtype=dtype)
 
 
 def store_field_vectors(vectors: Any, dtype: str) -> "np.ndarray | QuantizedVectors":

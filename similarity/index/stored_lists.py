@@ -32,6 +32,11 @@ __all__ = ["StoredLists"]
 DIRNAME = "lists"
 
 
+def _count(offsets: np.ndarray) -> int:
+    """Items in a list from its row of offsets (a short list repeats its end offset)."""
+    return int(np.searchsorted(offsets, offsets[-1], side="left"))
+
+
 class StoredLists:
     """Serialised related lists of every row of an index.
 
@@ -73,24 +78,25 @@ class StoredLists:
 
     def count(self, row: int) -> int:
         """How many items the list of ``row`` holds (fewer than ``k`` in a small index)."""
-        ends = self.offsets[row]
-        return int(np.searchsorted(ends, ends[-1], side="left"))
+        return _count(np.asarray(self.offsets[row]))
 
     def items_json(self, row: int, k: int) -> bytes:
         """The first ``k`` items of ``row``'s list as a JSON array's inside (``{...},{...}``)."""
         if k > self.k:
             raise InvalidParameter(f"the stored lists hold {self.k} items, {k} asked")
-        span, ends = self._span(row, min(k, self.count(row)))
+        span, ends = self._span(row, k)
         return b",".join(span[ends[i]:ends[i + 1]] for i in range(len(ends) - 1))
 
     def row_bytes(self, row: int) -> tuple[bytes, list[int]]:
         """All items of ``row`` end to end, and where each ends in them."""
-        span, ends = self._span(row, self.count(row))
+        span, ends = self._span(row, self.k)
         return span, ends[1:]
 
-    def _span(self, row: int, stop: int) -> tuple[bytes, list[int]]:
-        """The bytes of ``row``'s first ``stop`` items (one read), and their ``stop + 1`` offsets into them."""
-        ends = np.asarray(self.offsets[row, :stop + 1], dtype=np.int64)
+    def _span(self, row: int, k: int) -> tuple[bytes, list[int]]:
+        """The bytes of ``row``'s first ``k`` items or fewer (one read of its offsets, one of its
+        items), and their offsets into them."""
+        offsets = np.asarray(self.offsets[row], dtype=np.int64)
+        ends = offsets[:min(k, _count(offsets)) + 1]
         start = int(ends[0])
         return self._bytes(start, int(ends[-1])), (ends - start).tolist()
 
